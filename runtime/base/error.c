@@ -1,0 +1,168 @@
+/*
+ * error.c -- the error-code table and the diagnostic list (layer 0). See error.h.
+ *
+ * The table is expanded from the generated errcodes.h; lookups are linear over ~60
+ * entries and happen only when an error is reported.
+ */
+#include "runtime/base/zql_common.h"
+
+#include <stdarg.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/error.h"
+
+typedef struct {
+  int code;
+  const char *name;
+  const char *cls;
+  const char *msg;
+} errdef_t;
+
+static const errdef_t errtab[] = {
+#define ZQL_ERRCODE(num, name, cls, msg) {-(num), #name, cls, msg},
+#include "runtime/base/errcodes.h"
+#undef ZQL_ERRCODE
+};
+
+static const errdef_t *find(int code)
+{
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(errtab); i++)
+    if (errtab[i].code == code)
+      return &errtab[i];
+  return NULL;
+}
+
+const char *zql_err_code_str(int code)
+{
+  /* one static string per table entry, built on first use */
+  static char strs[ZQL_ARRAY_LEN(errtab)][16];
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(errtab); i++) {
+    if (errtab[i].code != code)
+      continue;
+    if (!strs[i][0])
+      snprintf(strs[i], sizeof strs[i], "%c%04d",
+               strcmp(errtab[i].cls, "warning") == 0 ? 'W' : 'E', -code);
+    return strs[i];
+  }
+  return "E????";
+}
+
+const char *zql_err_name(int code)
+{
+  const errdef_t *e = find(code);
+  /* skip the ZQL_E_ / ZQL_W_ prefix */
+  return e ? e->name + 6 : NULL;
+}
+
+const char *zql_strerror(int code)
+{
+  const errdef_t *e = find(code);
+  return e ? e->msg : "unknown error";
+}
+
+const char *zql_err_class(int code)
+{
+  const errdef_t *e = find(code);
+  return e ? e->cls : "runtime";
+}
+
+void zql_err_foreach(void (*fn)(int code, void *arg), void *arg)
+{
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(errtab); i++)
+    fn(errtab[i].code, arg);
+}
+
+void zql_diags_init(zql_diags_t *d, zql_arena_t *arena)
+{
+  memset(d, 0, sizeof *d);
+  d->arena = arena;
+}
+
+void zql_diags_release(zql_diags_t *d)
+{
+  zql_free(d->items);
+  d->items = NULL;
+  d->n = d->cap = 0;
+}
+
+zql_error_t *zql_diag_add(zql_diags_t *d, const struct zql_source *src, int code,
+                          zql_span_t span, const char *fmt, ...)
+{
+  const errdef_t *def = find(code);
+  bool warning = def && strcmp(def->cls, "warning") == 0;
+  int max = d->max_errors > 0 ? d->max_errors : 50;
+  if (warning) {
+    d->nwarn++;
+  } else {
+    d->nerr++;
+    if (d->nerr > max)
+      return NULL;
+  }
+  if (d->n == d->cap) {
+    size_t ncap = d->cap ? d->cap * 2 : 16;
+    zql_error_t *p = zql_reallocarray(d->items, ncap, sizeof *p);
+    if (!p) {
+      d->oom = true;
+      return NULL;
+    }
+    d->items = p;
+    d->cap = ncap;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *msg = len >= 0 ? zql_arena_alloc(d->arena, (size_t)len + 1) : NULL;
+  if (!msg) {
+    d->oom = true;
+    return NULL;
+  }
+  va_start(ap, fmt);
+  vsnprintf(msg, (size_t)len + 1, fmt, ap);
+  va_end(ap);
+  zql_error_t *e = &d->items[d->n++];
+  e->code = code;
+  e->severity = warning ? ZQL_SEV_WARNING : ZQL_SEV_ERROR;
+  e->message = msg;
+  e->hint = NULL;
+  e->span = span;
+  e->source = src;
+  return e;
+}
+
+void zql_diag_hint(zql_diags_t *d, zql_error_t *e, const char *fmt, ...)
+{
+  if (!e)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int len = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  char *h = len >= 0 ? zql_arena_alloc(d->arena, (size_t)len + 1) : NULL;
+  if (!h) {
+    d->oom = true;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(h, (size_t)len + 1, fmt, ap);
+  va_end(ap);
+  e->hint = h;
+}
+
+void zql_diags_sort(zql_diags_t *d)
+{
+  /* insertion sort: stable, and lists are short */
+  for (size_t i = 1; i < d->n; i++) {
+    zql_error_t x = d->items[i];
+    size_t j = i;
+    while (j > 0) {
+      const zql_error_t *p = &d->items[j - 1];
+      bool after = p->source == x.source ? p->span.start > x.span.start : false;
+      if (!after)
+        break;
+      d->items[j] = *p;
+      j--;
+    }
+    d->items[j] = x;
+  }
+}

@@ -1,0 +1,90 @@
+#!/bin/sh
+# run-fuzz.sh -- build the libFuzzer targets with clang + ASan + UBSan and fuzz the front end.
+#
+#   tests/fuzz/run-fuzz.sh [SECONDS]        (default 600)
+#
+# Builds in its own directory, $ZQL_FUZZ_DIR (default build-fuzz/ in the source tree), so
+# it never disturbs a normal build: from a VPATH build when the source tree is not
+# configured, else from a clean copy made by `make distdir` (automake refuses VPATH
+# builds of a configured source tree). The whole library is compiled with
+# -fsanitize=fuzzer-no-link so libFuzzer sees coverage inside the parser, not only in the
+# target's own file.
+#
+# The corpus (build-fuzz/corpus, kept between runs) is seeded from examples/*.zql,
+# tests/*/*.zql and the ```zql blocks of docs/language.md. Crashes are written to
+# build-fuzz/artifacts/; reproduce one with
+#   build-fuzz/build/tests/fuzz/fuzz_parse build-fuzz/artifacts/crash-...
+# The last line printed is libFuzzer's "Done N runs in S second(s)".
+set -eu
+
+here=$(cd "$(dirname "$0")/../.." && pwd)
+secs=${1:-600}
+work=${ZQL_FUZZ_DIR:-$here/build-fuzz}
+build=$work/build
+
+if ! command -v clang >/dev/null 2>&1; then
+  echo "run-fuzz: clang is needed; run scripts/install-deps --fuzz" >&2
+  exit 1
+fi
+mkdir -p "$work" "$work/corpus" "$work/artifacts"
+
+# ---- build ------------------------------------------------------------------------------
+if [ ! -x "$build/tests/fuzz/fuzz_parse" ] || [ "${ZQL_FUZZ_REBUILD:-0}" = 1 ]; then
+  rm -rf "$build"
+  [ -x "$here/configure" ] || (cd "$here" && autoreconf -fi)
+  if [ -f "$here/config.status" ]; then
+    # configured in place: build from a clean copy of the distributed files
+    (cd "$here" && make distdir distdir="$build") >"$work/distdir.log" 2>&1 || {
+      cat "$work/distdir.log" >&2
+      exit 1
+    }
+    confdir=.
+  else
+    mkdir -p "$build"
+    confdir=$here
+  fi
+  cd "$build"
+  CC=clang CFLAGS="-g -O1 -fsanitize=fuzzer-no-link" \
+    "$confdir/configure" --enable-fuzz --enable-asan --enable-ubsan \
+    --enable-static --disable-shared \
+    >"$work/configure.log" 2>&1 || {
+    tail -n 30 "$work/configure.log" >&2
+    exit 1
+  }
+  make -j2 fuzz
+fi
+cd "$build"
+
+# ---- seeds ------------------------------------------------------------------------------
+seeds=$work/seeds
+rm -rf "$seeds"
+mkdir -p "$seeds"
+for f in "$here"/examples/*.zql "$here"/tests/*/*.zql; do
+  [ -f "$f" ] || continue
+  d=$(basename "$(dirname "$f")")
+  cp "$f" "$seeds/$d-$(basename "$f")"
+done
+if [ -f "$here/docs/language.md" ]; then
+  (cd "$seeds" && awk '
+    /^[ \t]*```/ {
+      if (!inside && $0 ~ /^[ \t]*```zql[ \t]*$/) { inside = 1; n++; f = sprintf("language-%02d.zql", n); printf "" > f; next }
+      if (inside) { inside = 0; close(f); next }
+    }
+    inside { print > f }' "$here/docs/language.md")
+fi
+echo "run-fuzz: $(ls "$seeds" | wc -l) seed files, fuzzing for ${secs}s"
+
+# ---- fuzz -------------------------------------------------------------------------------
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export ASAN_OPTIONS UBSAN_OPTIONS
+rc=0
+./tests/fuzz/fuzz_parse -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
+  -max_len=65536 -dict="$here/tests/fuzz/zql.dict" -print_final_stats=1 \
+  -artifact_prefix="$work/artifacts/" "$work/corpus" "$seeds" >"$work/fuzz.log" 2>&1 || rc=$?
+if [ $rc -ne 0 ]; then
+  tail -n 60 "$work/fuzz.log"
+  echo "run-fuzz: FAILED (status $rc); artifacts in $work/artifacts, log in $work/fuzz.log"
+fi
+grep -E '^stat::number_of_executed_units|^Done [0-9]+ runs' "$work/fuzz.log" || true
+exit $rc

@@ -1,0 +1,42 @@
+/*
+ * unit.h -- the unit-test groups of tests/unit/run-unit (cmocka).
+ *
+ * Each tests/unit/test_NAME.c defines one group function, zql_unit_NAME(), that runs its
+ * tests with cmocka_run_group_tests_name("NAME", ...) and returns the number of failures.
+ * run-unit.c calls every group in a child process of its own (a crash fails that group
+ * only) and, with CMOCKA_MESSAGE_OUTPUT=TAP (as `make check` sets it), merges the groups'
+ * TAP output into one numbered stream with one plan.
+ *
+ * Include this file right after "runtime/base/zql_common.h": it brings in cmocka with the
+ * system headers cmocka.h needs before it.
+ *
+ * Tests that use the allocation fault hook (zql_alloc_fail_after) register
+ * zql_unit_teardown as their teardown, so a failed assertion cannot leave the hook armed
+ * for the next test.
+ */
+#ifndef ZQL_UNIT_H
+#define ZQL_UNIT_H
+
+#include "runtime/base/zql_common.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* ORDER: keep run-unit.c's groups[] in the same order. */
+int zql_unit_arena(void);
+int zql_unit_strbuf(void);
+int zql_unit_error(void);
+int zql_unit_source(void);
+int zql_unit_parse(void);
+int zql_unit_registry(void); /* tests/unit/test_registry.c */
+
+/* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
+int zql_unit_teardown(void **state);
+
+/* A test with zql_unit_teardown as its teardown. */
+#define ZQL_UNIT_TEST(f) cmocka_unit_test_teardown(f, zql_unit_teardown)
+
+#endif
