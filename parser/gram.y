@@ -476,6 +476,9 @@ option
   | ON_ERROR IDENT
       { CHK($$ = node(ctx, ZQL_N_OPTION, @$)); $$->u.option.opt = ZQL_OPT_ON_ERROR;
         $$->u.option.ident = $2.s; $$->u.option.ident_span = @2; }
+  | ON_ERROR SKIP
+      { CHK($$ = node(ctx, ZQL_N_OPTION, @$)); $$->u.option.opt = ZQL_OPT_ON_ERROR;
+        $$->u.option.ident = "skip"; $$->u.option.ident_span = @2; }
   | PARTITIONS expr
       { CHK($$ = node(ctx, ZQL_N_OPTION, @$)); $$->u.option.opt = ZQL_OPT_PARTITIONS;
         $$->u.option.value = $2; CHK(done(ctx, $$)); }

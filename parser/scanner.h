@@ -14,6 +14,8 @@
 
 #include "runtime/base/zql_common.h"
 
+#include <setjmp.h>
+
 #include "parser/source.h"
 #include "runtime/base/arena.h"
 #include "runtime/base/error.h"
@@ -30,6 +32,7 @@ typedef struct zql_lex {
   bool fatal;        /* stop: the scanner returns END from now on */
   bool last_invalid; /* the last token returned was INVALID (error already reported) */
   bool oom;
+  jmp_buf oom_jmp;   /* private to scan.l: flex's fatal-error exit (see there) */
 } zql_lex_t;
 
 /* Create a scanner over src (the whole text); 0 or ZQL_E_NOMEM. */

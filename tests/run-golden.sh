@@ -175,7 +175,7 @@ case $kind in
       echo "--- stderr:"
       cat "$errout"
       fail "exit status $status with the stderr above; expected status 0 and no" \
-        "stderr (add $name.err next to the test if the errors are intended)"
+        "stderr (add $name.err next to the test if the diagnostics are intended)"
     fi
     compare "$tdir/$name.$ext" "$out" "stdout" || rc=1
     [ $rc -eq 0 ] || fail "output differs"

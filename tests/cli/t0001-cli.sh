@@ -17,16 +17,18 @@ aggregate views_by_type
   into "zagg.views_by_type";
 EOF
 printf '# bad.zql: a syntax error on line 2\nfrom event where type == ;\n' >bad.zql
+: >empty.zql
 printf 'from event where usr == "x";\n' >bad2.zql
+printf 'from event\n  group by type compute n = count(;\n' >bad3.zql
 
 # ---- options and commands ---------------------------------------------------------------
 expect_output 'zql 0.1.0' 'zql --version prints "zql 0.1.0"' "$ZQL" --version
 expect_exit 0 'zql --help exits 0' "$ZQL" --help
 stdout_matches 'zql --help mentions the check command' 'check'
 expect_exit 2 'an unknown command exits 2' "$ZQL" frobnicate good.zql
-stderr_matches 'an unknown command prints a usage message on stderr' '[Uu]sage'
+stderr_matches 'an unknown command points to the usage on stderr' '[Uu]sage|--help'
 expect_exit 2 'an unknown option exits 2' "$ZQL" --no-such-option
-stderr_matches 'an unknown option prints a usage message on stderr' '[Uu]sage'
+stderr_matches 'an unknown option points to the usage on stderr' '[Uu]sage|--help'
 expect_exit 2 'zql check without files exits 2' "$ZQL" check
 
 # ---- zql check --------------------------------------------------------------------------
@@ -40,10 +42,11 @@ expect_exit 1 'zql check bad.zql exits 1' "$ZQL" check bad.zql
 stderr_matches 'a syntax error is reported as bad.zql:2:26: error:' '^bad\.zql:2:26: error: '
 expect_exit 1 'an unknown name fails the check' "$ZQL" check -q bad2.zql
 stderr_matches 'an unknown name is reported at its position' '^bad2\.zql:1:18: error: '
-expect_exit 1 'several files with one bad: exit 1' "$ZQL" check good.zql bad.zql bad2.zql
-stdout_matches 'several files: the good one is reported ok' '^good\.zql: ok'
-stderr_matches 'several files: the first bad one is reported' '^bad\.zql:[0-9]+:[0-9]+: error:'
-stderr_matches 'several files: the second bad one is reported' '^bad2\.zql:[0-9]+:[0-9]+: error:'
+expect_exit 0 'several good files: exit 0' "$ZQL" check good.zql empty.zql
+stdout_matches 'several good files: each is reported ok' '^empty\.zql: ok'
+expect_exit 1 'several files, two bad: exit 1' "$ZQL" check good.zql bad.zql bad3.zql
+stderr_matches 'several files: the first bad one is reported' '^bad\.zql:2:26: error:'
+stderr_matches 'several files: the second bad one is reported' '^bad3\.zql:2:[0-9]+: error:'
 expect_exit 1 'a missing file exits 1' "$ZQL" check no-such-file.zql
 stderr_matches 'a missing file says "cannot open"' 'cannot open'
 expect_exit 1 'a missing file among good ones still exits 1' "$ZQL" check good.zql nope.zql
@@ -124,7 +127,6 @@ robust 1 '100,000 "[" are an error' brackets.zql
 { printf 'from event where x == '; rep 10000 '- '; printf '1;\n'; } >minus.zql
 robust 1 '10,000 unary minus signs are an error' minus.zql
 
-: >empty.zql
 robust 0 'an empty file checks fine' empty.zql
 
 printf '# only a comment\n-- and another\n\n   # indented\n' >comments.zql

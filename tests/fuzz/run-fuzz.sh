@@ -51,7 +51,13 @@ if [ ! -x "$build/tests/fuzz/fuzz_parse" ] || [ "${ZQL_FUZZ_REBUILD:-0}" = 1 ]; 
     tail -n 30 "$work/configure.log" >&2
     exit 1
   }
-  make -j2 fuzz
+  # `make` first: it makes BUILT_SOURCES (errcodes.h, gram.h), and with --enable-fuzz
+  # the fuzz targets are part of it; `make fuzz` names the target we need
+  make -j2 >"$work/make.log" 2>&1 || {
+    tail -n 40 "$work/make.log" >&2
+    exit 1
+  }
+  make fuzz >>"$work/make.log" 2>&1
 fi
 cd "$build"
 

@@ -145,7 +145,7 @@ static bool run_group(const group_t *g, bool tap)
                tap_number, g->name, WTERMSIG(wstatus), results, planned);
       else
         printf("not ok %d - %s: the group exited with status %d after %d of %d tests"
-               " (see the log for sanitizer reports)\n",
+               " (its messages are above)\n",
                tap_number, g->name, WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1,
                results, planned);
       passed = false;
