@@ -3260,8 +3260,7 @@ static void duration_option(analyzer_t *an, zql_node_t *val, const char *what)
 
 /* A collection name given by the user (into, late sidecar): E3036 on bad names. Returns
  * whether it uses {table}. */
-static bool check_collection(analyzer_t *an, const zql_node_t *opt, const char *s,
-                             zql_span_t span, bool allow_table)
+static bool check_collection(analyzer_t *an, const char *s, zql_span_t span, bool allow_table)
 {
   bool has_table = false;
   if (!s[0]) {
@@ -3293,7 +3292,6 @@ static bool check_collection(analyzer_t *an, const zql_node_t *opt, const char *
     report(an, ZQL_E_BAD_INTO, str_subspan(an, span, (size_t)(p - s), 7),
            "'{table}' in 'into' needs a map aggregate");
   }
-  (void)opt;
   return has_table;
 }
 
@@ -3392,7 +3390,7 @@ static void check_options(analyzer_t *an, qctx_t *qc)
           report(an, ZQL_E_BAD_OPTION_VALUE, opt->u.option.str_span,
                  "only 'late sidecar' takes a collection name");
         else
-          check_collection(an, opt, opt->u.option.str, opt->u.option.str_span, false);
+          check_collection(an, opt->u.option.str, opt->u.option.str_span, false);
       }
       break;
     }
@@ -3425,8 +3423,7 @@ static void check_options(analyzer_t *an, qctx_t *qc)
   zql_node_t *into = seen_opt[ZQL_OPT_INTO];
   bool is_map = q->u.query.map != NULL;
   if (into && into->u.option.str) {
-    bool has_table = check_collection(an, into, into->u.option.str, into->u.option.str_span,
-                                      is_map);
+    bool has_table = check_collection(an, into->u.option.str, into->u.option.str_span, is_map);
     if (is_map && qc->tables.n >= 2 && !has_table) {
       zql_error_t *e = report(an, ZQL_E_BAD_INTO, into->u.option.str_span,
                               "aggregate '%s' writes %u tables, so its output collection needs "

@@ -762,7 +762,9 @@ static void zql_yyerror(zql_span_t *loc, zql_scanner_t scanner, zql_parse_ctx_t 
   const char *m = msg;
   if (strncmp(m, "syntax error, ", 14) == 0)
     m += 14;
-  zql_diag_add(ctx->lex.diags, ctx->lex.src, ZQL_E_SYNTAX, *loc, "%s", m);
+  zql_error_t *e = zql_diag_add(ctx->lex.diags, ctx->lex.src, ZQL_E_SYNTAX, *loc, "%s", m);
+  if (strncmp(m, "unexpected '='", 14) == 0)
+    zql_diag_hint(ctx->lex.diags, e, "compare with '=='");
 }
 
 static zql_node_t *node(zql_parse_ctx_t *ctx, zql_node_kind_t kind, zql_span_t span)

@@ -139,6 +139,7 @@ int zql_compile_paths(zql_arena_t *arena, const char *const *paths, size_t n,
       continue;
     }
     zql_strbuf_release(&err);
+    src->order = (uint32_t)i;
     rc = zql_parse(arena, src, diags, &files[i]);
     if (rc == ZQL_E_NOMEM)
       return rc;

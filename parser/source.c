@@ -215,3 +215,27 @@ void zql_diags_render(zql_strbuf_t *out, const zql_diags_t *d, bool color)
     zql_strbuf_addf(out, "error: too many errors, %d more not shown [%s]\n", d->nerr - max,
                     zql_err_code_str(ZQL_E_TOO_MANY_ERRORS));
 }
+
+static uint32_t source_order(const zql_error_t *e)
+{
+  return e->source ? e->source->order + 1 : 0;
+}
+
+void zql_diags_sort(zql_diags_t *d)
+{
+  /* insertion sort: stable, and lists are short (errors are capped per run) */
+  for (size_t i = 1; i < d->n; i++) {
+    zql_error_t x = d->items[i];
+    uint32_t xo = source_order(&x);
+    size_t j = i;
+    while (j > 0) {
+      const zql_error_t *p = &d->items[j - 1];
+      uint32_t po = source_order(p);
+      if (po < xo || (po == xo && p->span.start <= x.span.start))
+        break;
+      d->items[j] = *p;
+      j--;
+    }
+    d->items[j] = x;
+  }
+}

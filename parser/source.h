@@ -30,6 +30,7 @@ typedef struct zql_source {
   uint32_t len;
   uint32_t *line_starts; /* nlines entries; line_starts[0] == 0 */
   uint32_t nlines;
+  uint32_t order; /* position among the files compiled together (diagnostic order) */
 } zql_source_t;
 
 /* Copy `len` bytes of text into `arena` and index its lines. Returns 0, ZQL_E_NOMEM, or
@@ -44,6 +45,10 @@ int zql_source_read_file(zql_source_t *src, zql_arena_t *arena, const char *path
 /* 1-based line and column (code points) of a byte offset (clamped to the text). */
 void zql_source_linecol(const zql_source_t *src, uint32_t off, uint32_t *line,
                         uint32_t *col);
+
+/* Sort diagnostics stably by (source order, start offset), errors without a source
+ * first, so output follows the files and the text within each file. */
+void zql_diags_sort(zql_diags_t *d);
 
 /* Render one diagnostic as shown above; `color` adds ANSI colours. */
 void zql_diag_render(zql_strbuf_t *out, const zql_error_t *e, bool color);

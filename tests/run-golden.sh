@@ -149,7 +149,7 @@ case $kind in
     esac
     cmd_shown="cd $reldir && zql --dump=$dump $file"
     echo "$cmd_shown"
-    run_zql "$out" "$errout" --dump=$dump "$file"
+    run_zql "$out" "$errout" --dump="$dump" "$file"
     check_died "$errout"
     rc=0
     experr=$tdir/$name.err

@@ -148,21 +148,3 @@ void zql_diag_hint(zql_diags_t *d, zql_error_t *e, const char *fmt, ...)
   va_end(ap);
   e->hint = h;
 }
-
-void zql_diags_sort(zql_diags_t *d)
-{
-  /* insertion sort: stable, and lists are short */
-  for (size_t i = 1; i < d->n; i++) {
-    zql_error_t x = d->items[i];
-    size_t j = i;
-    while (j > 0) {
-      const zql_error_t *p = &d->items[j - 1];
-      bool after = p->source == x.source ? p->span.start > x.span.start : false;
-      if (!after)
-        break;
-      d->items[j] = *p;
-      j--;
-    }
-    d->items[j] = x;
-  }
-}

@@ -82,7 +82,5 @@ void zql_diags_release(zql_diags_t *d); /* frees the item array (strings belong 
 zql_error_t *zql_diag_add(zql_diags_t *d, const struct zql_source *src, int code,
                           zql_span_t span, const char *fmt, ...) ZQL_PRINTF(5, 6);
 void zql_diag_hint(zql_diags_t *d, zql_error_t *e, const char *fmt, ...) ZQL_PRINTF(3, 4);
-/* Sort by (source, start offset), stably, so output follows the file. */
-void zql_diags_sort(zql_diags_t *d);
 
 #endif

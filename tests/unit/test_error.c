@@ -14,6 +14,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/arena.h"
 #include "runtime/base/error.h"
+#include "parser/source.h" /* zql_diags_sort orders by source */
 
 static void test_code_strings(void **state)
 {
@@ -156,6 +157,25 @@ static void test_diag_sort(void **state)
   const char *want[] = {"e", "b", "d", "c", "a", "f"}; /* by offset; ties keep their order */
   for (size_t i = 0; i < ZQL_ARRAY_LEN(want); i++)
     assert_string_equal(d.items[i].message, want[i]);
+  zql_diags_release(&d);
+
+  /* several files: by file order first (as given on the command line), then offset;
+   * diagnostics without a source (I/O errors) come first */
+  zql_source_t s0, s1;
+  assert_int_equal(zql_source_init(&s0, a, "a.zql", "x", 1), 0);
+  assert_int_equal(zql_source_init(&s1, a, "b.zql", "y", 1), 0);
+  s0.order = 0;
+  s1.order = 1;
+  zql_diags_init(&d, a);
+  assert_non_null(zql_diag_add(&d, &s1, ZQL_E_SYNTAX, span(5, 6), "b5"));
+  assert_non_null(zql_diag_add(&d, &s0, ZQL_E_SYNTAX, span(9, 9), "a9"));
+  assert_non_null(zql_diag_add(&d, &s1, ZQL_E_SYNTAX, span(1, 2), "b1"));
+  assert_non_null(zql_diag_add(&d, NULL, ZQL_E_IO, span(0, 0), "io"));
+  assert_non_null(zql_diag_add(&d, &s0, ZQL_E_SYNTAX, span(2, 3), "a2"));
+  zql_diags_sort(&d);
+  const char *want2[] = {"io", "a2", "a9", "b1", "b5"};
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(want2); i++)
+    assert_string_equal(d.items[i].message, want2[i]);
   zql_diags_release(&d);
   zql_arena_delete(a);
 }
