@@ -70,6 +70,7 @@
 #include "parser/zql_parse.h"
 #include "runtime/base/arena.h"
 #include "runtime/base/error.h"
+#include "runtime/base/strdist.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tzdb.h"
 
@@ -261,35 +262,6 @@ static bool sym_put(analyzer_t *an, symtab_t *t, const char *key, def_t *val)
   return true;
 }
 
-/* Optimal-string-alignment distance, case-insensitive; INT_MAX for long names. */
-static int edit_distance(const char *a, const char *b)
-{
-  enum { MAXLEN = 64 };
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > MAXLEN || lb > MAXLEN)
-    return INT_MAX;
-  int d[MAXLEN + 1][MAXLEN + 1];
-  for (size_t i = 0; i <= la; i++)
-    d[i][0] = (int)i;
-  for (size_t j = 0; j <= lb; j++)
-    d[0][j] = (int)j;
-  for (size_t i = 1; i <= la; i++) {
-    for (size_t j = 1; j <= lb; j++) {
-      int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
-      int cost = ca != cb;
-      int v = d[i - 1][j] + 1;
-      if (d[i][j - 1] + 1 < v)
-        v = d[i][j - 1] + 1;
-      if (d[i - 1][j - 1] + cost < v)
-        v = d[i - 1][j - 1] + cost;
-      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
-          tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < v)
-        v = d[i - 2][j - 2] + 1;
-      d[i][j] = v;
-    }
-  }
-  return d[la][lb];
-}
 
 /* The best "did you mean" candidate so far. */
 typedef struct suggest {
@@ -312,7 +284,7 @@ static void suggest_add(suggest_t *s, const char *cand, const char *show)
     return;
   if (cand[0] == '_' && s->name[0] != '_')
     return; /* pseudo-fields are never what a typo meant */
-  int d = edit_distance(s->name, cand);
+  int d = zql_edit_distance(s->name, cand, 2);
   int len = (int)strlen(s->name);
   if (d <= (len <= 4 ? 1 : 2) && d < s->dist) {
     s->dist = d;
@@ -1706,7 +1678,7 @@ static void unknown_name(analyzer_t *an, const ectx_t *ec, const zql_node_t *n)
   }
   for (uint32_t i = 0; i < an->fparams.cap; i++) {
     const char *p = an->fparams.keys[i];
-    if (p && edit_distance(name, p) < sg.dist) {
+    if (p && zql_edit_distance(name, p, 2) < sg.dist) {
       const char *show = zql_arena_printf(an->arena, "$%s", p);
       if (show)
         suggest_add(&sg, p, show);
@@ -2428,7 +2400,7 @@ static void call_not_found(analyzer_t *an, zql_node_t *n, int nargs, int shift)
     const char *s = zql_func_suggest(name);
     if (s) {
       sg.best = s;
-      sg.dist = edit_distance(name, s);
+      sg.dist = zql_edit_distance(name, s, 2);
     }
     for (uint32_t i = 0; i < an->reducers.cap; i++)
       suggest_add(&sg, an->reducers.keys[i], NULL);
@@ -3626,6 +3598,16 @@ static void check_keys(analyzer_t *an, zql_list_t *keys, const scope_t *row)
     zql_node_t *k = keys->items[i];
     ectx_t c = row_ctx(row, "a 'group by' key");
     check_expr(an, &c, k->u.key.expr);
+    if (k->u.key.per) {
+      check_expr(an, &c, k->u.key.per);
+      const zql_node_t *ke = k->u.key.expr;
+      if (!(ke->kind == ZQL_N_CALL && streq(ke->u.call.name, "session"))) {
+        zql_error_t *e = report(an, ZQL_E_ARG_KIND, k->u.key.per->span,
+                                "'per' in a key applies only to session(...)");
+        hint(an, e, "session(timestamp, gap 30m) per context.user as s; for a per-entity "
+                    "stage write 'per KEY as u { ... }' before 'group by'");
+      }
+    }
     const char *name = k->u.key.alias ? k->u.key.alias : key_auto_name(k->u.key.expr);
     k->u.key.name = name;
     if (!name) {

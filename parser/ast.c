@@ -180,6 +180,7 @@ void zql_node_children(zql_node_t *n, void (*fn)(zql_node_t *child, void *arg), 
     break;
   case ZQL_N_KEY:
     V(n->u.key.expr);
+    V(n->u.key.per);
     break;
   case ZQL_N_AGGITEM:
     V(n->u.aggitem.expr);

@@ -242,8 +242,9 @@ struct zql_node {
       zql_list_t items;    /* ZQL_N_AGGITEM */
     } per;
 
-    struct {           /* KEY expr [as NAME] [skip null] */
+    struct {           /* KEY expr [per entity] [as NAME] [skip null] */
       zql_node_t *expr;
+      zql_node_t *per;     /* session(ts, gap d) per ENTITY: the entity, or NULL */
       const char *alias;   /* as written, or NULL */
       zql_span_t alias_span;
       bool skip_null;

@@ -270,6 +270,7 @@ static void print_node(printer_t *p, const zql_node_t *n, int ind)
       zql_strbuf_adds(o, " skip null");
     zql_strbuf_addc(o, '\n');
     print_node(p, n->u.key.expr, ind + 1);
+    print_child(p, n->u.key.per, ind + 1, "per");
     return;
   case ZQL_N_AGGITEM:
     zql_strbuf_addc(o, ' ');

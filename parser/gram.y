@@ -128,7 +128,7 @@ static bool call_mod(zql_parse_ctx_t *ctx, zql_node_t *call, zql_node_t **slot,
 %token UNWIND "unwind" WEIGHT "weight" WHEN "when" WHERE "where" WITHIN "within"
 
 %nterm <node> item param table reducer aggregate query explain stage qhead
-%nterm <node> opt_group opt_per per_items aggitem agglimit opt_filter keys key opt_compute
+%nterm <node> opt_key_per opt_group opt_per per_items aggitem agglimit opt_filter keys key opt_compute
 %nterm <node> fields field type reducer_parts reducer_part call arglist bucket bspec
 %nterm <node> expr primary literal path array exprs doc docfields docfield
 %nterm <node> block stmts stmt if_stmt opt_weight opt_rank within opt_having
@@ -339,10 +339,16 @@ keys
   ;
 
 key
-  : expr opt_as opt_skip_null
+  : expr opt_key_per opt_as opt_skip_null
       { CHK($$ = node(ctx, ZQL_N_KEY, @$));
-        $$->u.key.expr = $1; $$->u.key.alias = $2.s; $$->u.key.alias_span = @2;
-        $$->u.key.skip_null = $3; CHK(done(ctx, $$)); }
+        $$->u.key.expr = $1; $$->u.key.per = $2; $$->u.key.alias = $3.s;
+        $$->u.key.alias_span = @3; $$->u.key.skip_null = $4; CHK(done(ctx, $$)); }
+  ;
+
+/* session(ts, gap 30m) per context.user: the entity whose rows form sessions */
+opt_key_per
+  : %empty                 { $$ = NULL; }
+  | PER expr               { $$ = $2; }
   ;
 
 opt_skip_null

@@ -21,6 +21,7 @@
 #include <ctype.h>
 
 #include "parser/registry.h"
+#include "runtime/base/strdist.h"
 
 static const zql_func_t functab[] = {
 #define ZQL_FUNC(name, kind, min, max, args, result, flags, synopsis, doc) \
@@ -30,7 +31,7 @@ static const zql_func_t functab[] = {
 };
 
 #define SUGGEST_MAX_DIST 2
-#define NAME_MAX_LEN 64 /* longer names get no suggestion (built-in names are short) */
+
 
 static bool admits(const zql_func_t *f, int nargs)
 {
@@ -78,49 +79,6 @@ const zql_func_t *zql_func_table(size_t *n)
   return functab;
 }
 
-/*
- * Case-insensitive optimal-string-alignment distance between a and b, or limit + 1 when
- * it is larger than limit (or a string is longer than NAME_MAX_LEN). Three rolling rows
- * of the classic dynamic programme: prev2 (i-2), prev (i-1), cur (i).
- */
-static int osa_distance(const char *a, const char *b, int limit)
-{
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > NAME_MAX_LEN || lb > NAME_MAX_LEN)
-    return limit + 1;
-  if ((la > lb ? la - lb : lb - la) > (size_t)limit)
-    return limit + 1;
-  int rows[3][NAME_MAX_LEN + 1];
-  int *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
-  for (size_t j = 0; j <= lb; j++)
-    prev[j] = (int)j;
-  for (size_t i = 1; i <= la; i++) {
-    int ca = tolower((unsigned char)a[i - 1]);
-    int rowmin = cur[0] = (int)i;
-    for (size_t j = 1; j <= lb; j++) {
-      int cb = tolower((unsigned char)b[j - 1]);
-      int cost = ca != cb;
-      int d = prev[j] + 1;                      /* deletion */
-      if (cur[j - 1] + 1 < d)
-        d = cur[j - 1] + 1;                     /* insertion */
-      if (prev[j - 1] + cost < d)
-        d = prev[j - 1] + cost;                 /* substitution */
-      if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
-          tolower((unsigned char)a[i - 2]) == cb && prev2[j - 2] + 1 < d)
-        d = prev2[j - 2] + 1;                   /* transposition */
-      cur[j] = d;
-      if (d < rowmin)
-        rowmin = d;
-    }
-    if (rowmin > limit)
-      return limit + 1;
-    int *t = prev2;
-    prev2 = prev;
-    prev = cur;
-    cur = t;
-  }
-  return prev[lb] > limit ? limit + 1 : prev[lb];
-}
 
 /*
  * The nearest name within SUGGEST_MAX_DIST, if exactly one name is nearest. The distance
@@ -137,7 +95,7 @@ const char *zql_func_suggest(const char *name)
   bool unique = false;
   for (size_t i = 0; i < ZQL_ARRAY_LEN(functab); i++) {
     const char *cand = functab[i].name;
-    int d = osa_distance(name, cand, SUGGEST_MAX_DIST);
+    int d = zql_edit_distance(name, cand, SUGGEST_MAX_DIST);
     if (d > SUGGEST_MAX_DIST || (size_t)d >= len)
       continue;
     if (d < best_d) {

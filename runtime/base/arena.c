@@ -202,19 +202,25 @@ char *zql_arena_strdup(zql_arena_t *a, const char *s)
   return zql_arena_strndup(a, s, strlen(s));
 }
 
+char *zql_arena_vprintf(zql_arena_t *a, const char *fmt, va_list ap)
+{
+  va_list cp;
+  va_copy(cp, ap);
+  int n = vsnprintf(NULL, 0, fmt, cp);
+  va_end(cp);
+  if (n < 0)
+    return NULL;
+  char *d = zql_arena_alloc(a, (size_t)n + 1);
+  if (d)
+    vsnprintf(d, (size_t)n + 1, fmt, ap);
+  return d;
+}
+
 char *zql_arena_printf(zql_arena_t *a, const char *fmt, ...)
 {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return NULL;
-  char *d = zql_arena_alloc(a, (size_t)n + 1);
-  if (!d)
-    return NULL;
-  va_start(ap, fmt);
-  vsnprintf(d, (size_t)n + 1, fmt, ap);
+  char *d = zql_arena_vprintf(a, fmt, ap);
   va_end(ap);
   return d;
 }

@@ -19,6 +19,8 @@
 
 #include "runtime/base/zql_common.h"
 
+#include <stdarg.h>
+
 typedef struct zql_arena zql_arena_t;
 typedef void (*zql_arena_cleanup_fn)(void *arg);
 
@@ -34,6 +36,7 @@ void *zql_arena_calloc(zql_arena_t *a, size_t count, size_t size); /* zeroed, ov
 char *zql_arena_strndup(zql_arena_t *a, const char *s, size_t n); /* NUL-terminated copy */
 char *zql_arena_strdup(zql_arena_t *a, const char *s);
 char *zql_arena_printf(zql_arena_t *a, const char *fmt, ...) ZQL_PRINTF(2, 3);
+char *zql_arena_vprintf(zql_arena_t *a, const char *fmt, va_list ap);
 /* Register fn(arg) to run at reset/delete. Returns 0, or -1 when out of memory. */
 int zql_arena_on_cleanup(zql_arena_t *a, zql_arena_cleanup_fn fn, void *arg);
 /* Bytes handed out since creation or the last reset (for EXPLAIN ANALYZE and tests). */

@@ -110,16 +110,12 @@ zql_error_t *zql_diag_add(zql_diags_t *d, const struct zql_source *src, int code
   }
   va_list ap;
   va_start(ap, fmt);
-  int len = vsnprintf(NULL, 0, fmt, ap);
+  char *msg = zql_arena_vprintf(d->arena, fmt, ap);
   va_end(ap);
-  char *msg = len >= 0 ? zql_arena_alloc(d->arena, (size_t)len + 1) : NULL;
   if (!msg) {
     d->oom = true;
     return NULL;
   }
-  va_start(ap, fmt);
-  vsnprintf(msg, (size_t)len + 1, fmt, ap);
-  va_end(ap);
   zql_error_t *e = &d->items[d->n++];
   e->code = code;
   e->severity = warning ? ZQL_SEV_WARNING : ZQL_SEV_ERROR;
@@ -136,15 +132,11 @@ void zql_diag_hint(zql_diags_t *d, zql_error_t *e, const char *fmt, ...)
     return;
   va_list ap;
   va_start(ap, fmt);
-  int len = vsnprintf(NULL, 0, fmt, ap);
+  char *h = zql_arena_vprintf(d->arena, fmt, ap);
   va_end(ap);
-  char *h = len >= 0 ? zql_arena_alloc(d->arena, (size_t)len + 1) : NULL;
   if (!h) {
     d->oom = true;
     return;
   }
-  va_start(ap, fmt);
-  vsnprintf(h, (size_t)len + 1, fmt, ap);
-  va_end(ap);
   e->hint = h;
 }

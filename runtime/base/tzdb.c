@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "runtime/base/alloc.h"
+#include "runtime/base/strdist.h"
 #include "runtime/base/tzdb.h"
 
 #ifndef ZQL_ZONEINFO_DIR
@@ -152,48 +153,6 @@ static const char *last_component(const char *s)
   return slash ? slash + 1 : s;
 }
 
-/*
- * Folded optimal-string-alignment distance (Levenshtein plus adjacent transpositions)
- * between a and b, or limit + 1 when larger than limit. Both are at most ZONE_NAME_MAX
- * bytes (callers check).
- */
-static int osa_distance(const char *a, const char *b, int limit)
-{
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > ZONE_NAME_MAX || lb > ZONE_NAME_MAX)
-    return limit + 1;
-  if ((la > lb ? la - lb : lb - la) > (size_t)limit)
-    return limit + 1;
-  int rows[3][ZONE_NAME_MAX + 1];
-  int *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
-  for (size_t j = 0; j <= lb; j++)
-    prev[j] = (int)j;
-  for (size_t i = 1; i <= la; i++) {
-    int ca = fold(a[i - 1]);
-    int rowmin = cur[0] = (int)i;
-    for (size_t j = 1; j <= lb; j++) {
-      int cb = fold(b[j - 1]);
-      int d = prev[j] + 1;                         /* deletion */
-      if (cur[j - 1] + 1 < d)
-        d = cur[j - 1] + 1;                        /* insertion */
-      if (prev[j - 1] + (ca != cb) < d)
-        d = prev[j - 1] + (ca != cb);              /* substitution */
-      if (i > 1 && j > 1 && ca == fold(b[j - 2]) && fold(a[i - 2]) == cb &&
-          prev2[j - 2] + 1 < d)
-        d = prev2[j - 2] + 1;                      /* transposition */
-      cur[j] = d;
-      if (d < rowmin)
-        rowmin = d;
-    }
-    if (rowmin > limit)
-      return limit + 1;
-    int *t = prev2;
-    prev2 = prev;
-    prev = cur;
-    cur = t;
-  }
-  return prev[lb] > limit ? limit + 1 : prev[lb];
-}
 
 typedef struct walk {
   const char *name;          /* the name asked about */
@@ -214,10 +173,10 @@ static int rank_zone(const walk_t *w, const char *zone)
   const char *zone_last = last_component(zone);
   if (same_name(w->name_last, zone_last))
     return step;
-  int d = osa_distance(w->name, zone, SUGGEST_MAX_DIST);
+  int d = zql_edit_distance(w->name, zone, SUGGEST_MAX_DIST);
   if (d <= SUGGEST_MAX_DIST && (size_t)d < strlen(w->name))
     return 2 * step + d;
-  d = osa_distance(w->name_last, zone_last, SUGGEST_MAX_DIST);
+  d = zql_edit_distance(w->name_last, zone_last, SUGGEST_MAX_DIST);
   if (d <= SUGGEST_MAX_DIST && (size_t)d < strlen(w->name_last))
     return 3 * step + d;
   return INT_MAX;
