@@ -70,6 +70,7 @@
 #include "parser/zql_parse.h"
 #include "runtime/base/arena.h"
 #include "runtime/base/error.h"
+#include "runtime/base/regex_guard.h"
 #include "runtime/base/strdist.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tzdb.h"
@@ -991,6 +992,8 @@ static bool regex_compiles(analyzer_t *an, const char *pat, const char *flags, c
     buf[o] = '\0';
     p = buf;
   }
+  if (zql_regex_guard(p, err, errsize) != 0)
+    return false;
   regex_t re;
   int rc = regcomp(&re, p, cflags);
   if (rc != 0) {

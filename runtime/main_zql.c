@@ -115,11 +115,37 @@ static void describe_items(zql_strbuf_t *o, const zql_source_t *src, const zql_l
     const zql_node_t *it = l->items[i];
     zql_strbuf_addf(o, "%s%s = ", i ? ", " : "", it->u.aggitem.name);
     add_src(o, src, it->u.aggitem.expr->span);
+    if (it->u.aggitem.limit) {
+      zql_strbuf_adds(o, " limit ");
+      add_src(o, src, it->u.aggitem.limit->span);
+      if (it->u.aggitem.else_)
+        zql_strbuf_addf(o, " else %s", it->u.aggitem.else_);
+    }
     if (it->u.aggitem.filter) {
       zql_strbuf_adds(o, " where ");
       add_src(o, src, it->u.aggitem.filter->span);
     }
   }
+}
+
+/* The tables a map block emits into, each once, in order of first emit. */
+typedef struct {
+  const char *names[64];
+  int n;
+} tables_t;
+
+static void collect_emits(zql_node_t *n, void *arg)
+{
+  tables_t *t = arg;
+  if (n->kind != ZQL_N_EMIT) {
+    zql_node_children(n, collect_emits, arg);
+    return;
+  }
+  for (int i = 0; i < t->n; i++)
+    if (strcmp(t->names[i], n->u.emit.table) == 0)
+      return;
+  if (t->n < (int)ZQL_ARRAY_LEN(t->names))
+    t->names[t->n++] = n->u.emit.table;
 }
 
 static void describe_query(zql_strbuf_t *o, const zql_source_t *src, const zql_node_t *q)
@@ -167,9 +193,12 @@ static void describe_query(zql_strbuf_t *o, const zql_source_t *src, const zql_n
     zql_strbuf_addc(o, '\n');
   }
   if (q->u.query.map) {
-    size_t ntables = 0;
-    (void)ntables;
-    zql_strbuf_adds(o, "    maps    each event with a procedural block (emit into tables)\n");
+    tables_t t = {{NULL}, 0};
+    collect_emits(q->u.query.map, &t);
+    zql_strbuf_adds(o, "    maps    each row with a procedural block, emitting into");
+    for (int i = 0; i < t.n; i++)
+      zql_strbuf_addf(o, "%s %s", i ? "," : "", t.names[i]);
+    zql_strbuf_addc(o, '\n');
   }
   if (q->u.query.having) {
     zql_strbuf_adds(o, "    having  ");

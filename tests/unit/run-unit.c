@@ -37,6 +37,7 @@ typedef struct {
 static const group_t groups[] = {
     {"arena", zql_unit_arena},   {"strbuf", zql_unit_strbuf}, {"error", zql_unit_error},
     {"source", zql_unit_source}, {"parse", zql_unit_parse},   {"registry", zql_unit_registry},
+    {"text", zql_unit_text},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

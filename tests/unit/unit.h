@@ -32,6 +32,7 @@ int zql_unit_error(void);
 int zql_unit_source(void);
 int zql_unit_parse(void);
 int zql_unit_registry(void); /* tests/unit/test_registry.c */
+int zql_unit_text(void);
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);

@@ -1,0 +1,84 @@
+/*
+ * test_text.c -- unit tests of the small text helpers of layer 0: the edit distance used
+ * for "did you mean" hints (runtime/base/strdist.c) and the regex complexity guard that
+ * runs before every regcomp (runtime/base/regex_guard.c).
+ */
+#include "runtime/base/zql_common.h"
+
+#include "tests/unit/unit.h"
+
+#include <regex.h>
+
+#include "runtime/base/regex_guard.h"
+#include "runtime/base/strdist.h"
+
+static void test_edit_distance(void **state)
+{
+  assert_int_equal(zql_edit_distance("count", "count", 2), 0);
+  assert_int_equal(zql_edit_distance("cuont", "count", 2), 1);    /* transposition */
+  assert_int_equal(zql_edit_distance("COUNT", "count", 2), 0);    /* case-insensitive */
+  assert_int_equal(zql_edit_distance("cnt", "count", 2), 2);      /* two insertions */
+  assert_int_equal(zql_edit_distance("sum", "count", 2), 3);      /* over the limit: limit+1 */
+  assert_int_equal(zql_edit_distance("", "abc", 5), 3);
+  assert_int_equal(zql_edit_distance("abc", "", 1), 2);
+  assert_int_equal(zql_edit_distance("kitten", "sitting", 10), 3);
+  char longname[ZQL_STRDIST_MAX_LEN + 2];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  assert_int_equal(zql_edit_distance(longname, longname, 2), 3); /* too long: never near */
+}
+
+static void expect_guard(const char *pattern, bool ok)
+{
+  char why[160] = "";
+  int rc = zql_regex_guard(pattern, why, sizeof why);
+  if (ok && rc != 0)
+    fail_msg("'%s' refused: %s", pattern, why);
+  if (!ok && rc == 0)
+    fail_msg("'%s' accepted", pattern);
+  if (!ok)
+    assert_true(why[0] != '\0');
+  if (ok) { /* whatever the guard accepts, regcomp handles quickly */
+    regex_t re;
+    if (regcomp(&re, pattern, REG_EXTENDED) == 0)
+      regfree(&re);
+  }
+}
+
+static void test_regex_guard(void **state)
+{
+  expect_guard("bot|crawler", true);
+  expect_guard("^/api/v[0-9]+/", true);
+  expect_guard("(ab)+c*d?", true);
+  expect_guard("[[:alpha:]]+x", true);
+  expect_guard("[]a]+", true);
+  expect_guard("a{1,100}", true);
+  expect_guard("(a{1,100}){1,100}", true);      /* 10 201 copies: under the cap */
+  expect_guard("x{", true);                      /* not an interval: a plain '{' */
+  expect_guard("\\++", true);                    /* an escaped '+' repeated */
+  expect_guard("a++", false);                    /* stacked quantifiers */
+  expect_guard("a*?", false);
+  expect_guard("a{2}{3}", false);
+  expect_guard("((a{1,255}){1,255}){1,255}", false);
+  expect_guard("(((((((((((((((((((((a+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+)+", false);
+  /* deep nesting is refused before regcomp could recurse into it */
+  size_t n = 200000;
+  char *deep = malloc(2 * n + 2);
+  assert_non_null(deep);
+  memset(deep, '(', n);
+  deep[n] = 'a';
+  memset(deep + n + 1, ')', n);
+  deep[2 * n + 1] = '\0';
+  expect_guard(deep, false);
+  free(deep);
+  expect_guard("((((((((((((((((((((a))))))))))))))))))))", true); /* 20 levels */
+}
+
+int zql_unit_text(void)
+{
+  const struct CMUnitTest tests[] = {
+      ZQL_UNIT_TEST(test_edit_distance),
+      ZQL_UNIT_TEST(test_regex_guard),
+  };
+  return cmocka_run_group_tests_name("text", tests, NULL, NULL);
+}
