@@ -2300,6 +2300,11 @@ static void check_expr(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
   case ZQL_N_IN:
     check_expr(an, ec, n->u.in.arg);
     check_expr(an, ec, n->u.in.set);
+    if (n->u.in.set->type != ZQL_T_ARRAY && n->u.in.set->type != ZQL_T_ANY) {
+      zql_error_t *e = report(an, ZQL_E_TYPE_MISMATCH, n->u.in.set->span,
+                              "'in' needs an array, not %s", a_type(n->u.in.set->type));
+      hint(an, e, "declare the parameter as an array: param types = [\"a\", \"b\"];");
+    }
     n->type = ZQL_T_BOOL;
     return;
   case ZQL_N_ARRAY:

@@ -130,7 +130,7 @@ static bool call_mod(zql_parse_ctx_t *ctx, zql_node_t *call, zql_node_t **slot,
 %nterm <node> item param table reducer aggregate query explain stage qhead
 %nterm <node> opt_key_per opt_group opt_per per_items aggitem agglimit opt_filter keys key opt_compute
 %nterm <node> fields field type reducer_parts reducer_part call arglist bucket bspec
-%nterm <node> expr primary literal path array exprs doc docfields docfield
+%nterm <node> expr primary literal paramref path array exprs doc docfields docfield
 %nterm <node> block stmts stmt if_stmt opt_weight opt_rank within opt_having
 %nterm <node> option sched options qtail order_terms order_term sources source
 %nterm <flag> opt_keep_empty opt_skip_null opt_analyze
@@ -590,6 +590,12 @@ expr
   | expr IN array
       { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $3;
         CHK(done(ctx, $$)); }
+  | expr IN paramref
+      { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $3;
+        CHK(done(ctx, $$)); }
+  | expr NOT IN paramref %prec IN
+      { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $4;
+        $$->u.in.negated = true; CHK(done(ctx, $$)); }
   | expr NOT IN array %prec IN
       { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $4;
         $$->u.in.negated = true; CHK(done(ctx, $$)); }
@@ -607,12 +613,16 @@ expr
 primary
   : literal                { $$ = $1; }
   | path                   { $$ = $1; }
-  | PARAMREF               { CHK($$ = node(ctx, ZQL_N_PARAMREF, @$)); $$->u.paramref.name = $1.s; }
+  | paramref               { $$ = $1; }
   | '(' expr ')'           { $$ = $2; }
   | call                   { $$ = $1; }
   | bucket                 { $$ = $1; }
   | array                  { $$ = $1; }
   | doc                    { $$ = $1; }
+  ;
+
+paramref
+  : PARAMREF               { CHK($$ = node(ctx, ZQL_N_PARAMREF, @$)); $$->u.paramref.name = $1.s; }
   ;
 
 literal
