@@ -135,4 +135,35 @@ robust 0 'a file of only comments checks fine' comments.zql
 printf '# no newline at the end' >no-newline.zql
 robust 0 'a comment without a final newline checks fine' no-newline.zql
 
+# ---- explanations, the registry listing and colour --------------------------------------
+cat >explain.zql <<'ZQL'
+aggregate pv from event
+  where type == "pageview"
+  group by context.project as project, bucket(timestamp, day) as day
+  compute views = count(), users = distinct_count(context.user) limit 1000 else hll
+  into "zagg.pv" schedule every 5s;
+ZQL
+expect_exit 0 'zql check -v explains a valid file' "$ZQL" check -v explain.zql
+stdout_matches 'it names the aggregate' 'aggregate pv'
+stdout_matches 'it shows the keys' 'by project = context.project, day = bucket\(timestamp, day\)'
+stdout_matches 'it shows the computed fields with their limits' 'users = distinct_count\(context.user\) limit 1000 else hll'
+stdout_matches 'it shows the options' 'schedule every 5s'
+
+expect_exit 0 'zql --list-functions exits 0' "$ZQL" --list-functions
+stdout_matches 'it lists quantile' '^quantile\(e, q'
+expect_exit 0 'zql --list-functions=markdown exits 0' "$ZQL" --list-functions=markdown
+stdout_matches 'it writes a markdown table' '^\| `count\(\[e\]\)`|^\| `count'
+expect_exit 2 'an unknown --list-functions format exits 2' "$ZQL" --list-functions=html
+
+printf 'from event where usr == 1;\n' >typo.zql
+expect_exit 1 '--color=always still fails on errors' "$ZQL" check --color=always typo.zql
+stderr_matches '--color=always colours the diagnostic' "$(printf '\033')\\["
+expect_exit 1 '--color=never' "$ZQL" check --color=never typo.zql
+if grep -q "$(printf '\033')" "$TEST_TMP/stderr"; then
+  fail '--color=never writes no escape sequence'
+else
+  pass '--color=never writes no escape sequence'
+fi
+expect_exit 2 'an unknown --color value exits 2' "$ZQL" check --color=sometimes typo.zql
+
 done_testing
