@@ -287,7 +287,8 @@ static void suggest_add(suggest_t *s, const char *cand, const char *show)
     return; /* pseudo-fields are never what a typo meant */
   int d = zql_edit_distance(s->name, cand, 2);
   int len = (int)strlen(s->name);
-  if (d <= (len <= 4 ? 1 : 2) && d < s->dist) {
+  /* d < len: a one-letter name is never a typo of another one-letter name */
+  if (d <= (len <= 4 ? 1 : 2) && d < len && d < s->dist) {
     s->dist = d;
     s->best = show ? show : cand;
   }
@@ -680,7 +681,7 @@ static const char *cv_text(analyzer_t *an, const cval_t *v)
     s = zql_arena_printf(an->arena, "%" PRId64, v->i);
     break;
   case CV_DOUBLE:
-    s = zql_arena_printf(an->arena, "%g", v->d);
+    s = zql_arena_printf(an->arena, "%.15g", v->d);
     break;
   default:
     s = cv_kind_name(v->kind);
@@ -696,14 +697,23 @@ static bool fold_arith(zql_op_t op, const cval_t *l, const cval_t *r, cval_t *ou
   memset(out, 0, sizeof *out);
   bool ldur = l->kind == CV_DURATION, rdur = r->kind == CV_DURATION;
   if (ldur || rdur) {
-    /* duration +- duration, duration * int, int * duration, duration / int */
+    /* duration +- duration, duration * number, number * duration, duration / number,
+     * duration / duration (a number), duration % duration. A fractional result is
+     * truncated toward zero to whole milliseconds, as int() truncates (R4). */
     int64_t a = l->i, b = r->i, x;
+    const cval_t *num = ldur ? r : l;
     if (ldur && rdur && (op == ZQL_OP_ADD || op == ZQL_OP_SUB)) {
       if (op == ZQL_OP_ADD ? __builtin_add_overflow(a, b, &x) : __builtin_sub_overflow(a, b, &x))
         return false;
-    } else if (op == ZQL_OP_MUL && ldur != rdur &&
-               (ldur ? r->kind == CV_INT : l->kind == CV_INT)) {
-      if (__builtin_mul_overflow(a, b, &x))
+    } else if (ldur && rdur && (op == ZQL_OP_DIV || op == ZQL_OP_MOD)) {
+      cval_t li = {.kind = CV_INT, .i = a}, ri = {.kind = CV_INT, .i = b};
+      if (!fold_arith(op, &li, &ri, out))
+        return false;
+      if (op == ZQL_OP_MOD && out->kind == CV_INT)
+        out->kind = CV_DURATION;
+      return true;
+    } else if (op == ZQL_OP_MUL && ldur != rdur && num->kind == CV_INT) {
+      if (__builtin_mul_overflow(ldur ? a : b, num->i, &x))
         return false;
     } else if (op == ZQL_OP_DIV && ldur && r->kind == CV_INT) {
       if (b == 0) {
@@ -711,6 +721,17 @@ static bool fold_arith(zql_op_t op, const cval_t *l, const cval_t *r, cval_t *ou
         return true;
       }
       x = (b == -1 && a == INT64_MIN) ? INT64_MIN : a / b;
+    } else if ((op == ZQL_OP_MUL && ldur != rdur && num->kind == CV_DOUBLE) ||
+               (op == ZQL_OP_DIV && ldur && r->kind == CV_DOUBLE)) {
+      double d = (double)(ldur ? a : b);
+      if (op == ZQL_OP_DIV && r->d == 0) {
+        out->kind = CV_ERROR;
+        return true;
+      }
+      d = op == ZQL_OP_MUL ? d * num->d : d / r->d;
+      if (!(d > -9.2e18 && d < 9.2e18)) /* nan, inf or beyond int64 */
+        return false;
+      x = (int64_t)d;
     } else {
       return false;
     }
@@ -1830,6 +1851,7 @@ static bool resolve_out(analyzer_t *an, const ectx_t *ec, zql_node_t *n, res_t *
         if (streq(ec->item, name)) {
           e = report(an, ZQL_E_NOT_AGGREGATED, n->u.path.root_span,
                      "computed field '%s' refers to itself", name);
+          hint(an, e, "a computed field can use keys and earlier computed fields, not itself");
         } else {
           e = report(an, ZQL_E_NOT_AGGREGATED, n->u.path.root_span,
                      "'%s' is computed after '%s'", name, ec->item ? ec->item : "this item");
@@ -2174,6 +2196,27 @@ static void check_zone(analyzer_t *an, const char *s, uint32_t len, zql_span_t s
     hint(an, e, "zones are IANA names such as \"Europe/Paris\", from %s", zql_tzdb_dir());
 }
 
+
+static ectx_t const_ctx(const char *clause);
+/* The string value of a bucket's `tz` or `origin`: a string literal or a $param holding
+ * one. False (reported, or a param already in error) when there is none. */
+static bool bucket_string(analyzer_t *an, zql_node_t *n, const char *what, cval_t *v)
+{
+  ectx_t c = const_ctx("a bucket() option");
+  check_expr(an, &c, n);
+  const zql_node_t *bad = NULL;
+  if (!const_eval(an, n, v, &bad))
+    return false;
+  if (v->kind == CV_STRING)
+    return true;
+  if (v->kind != CV_UNKNOWN) {
+    zql_error_t *e = report(an, ZQL_E_ARG_KIND, n->span, "bucket() '%s' needs a string", what);
+    hint(an, e, streq(what, "tz") ? "write a zone name, such as tz \"Europe/Paris\""
+                                  : "write a date-time, such as origin \"2000-01-03T00:00:00Z\"");
+  }
+  return false;
+}
+
 static void check_bucket(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
 {
   n->type = ZQL_T_DATE;
@@ -2211,8 +2254,9 @@ static void check_bucket(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
       hint(an, e, "units are ms second minute hour day week month quarter year");
   }
   zql_node_t *tz = n->u.bucket.tz;
-  if (tz && tz->kind == ZQL_N_STRING)
-    check_zone(an, tz->u.lit.str.s, tz->u.lit.str.len, tz->span);
+  cval_t tzv;
+  if (tz && bucket_string(an, tz, "tz", &tzv))
+    check_zone(an, tzv.s, tzv.len, tz->span);
   const char *ws = n->u.bucket.week_start;
   if (ws) {
     if (!in_list(ws, day_names)) {
@@ -2235,12 +2279,16 @@ static void check_bucket(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
     }
   }
   zql_node_t *o = n->u.bucket.origin;
-  if (o && o->kind == ZQL_N_STRING) {
+  cval_t ov;
+  if (o && bucket_string(an, o, "origin", &ov)) {
     bool off;
-    if (strlen(o->u.lit.str.s) != o->u.lit.str.len || !parse_iso(o->u.lit.str.s, &off)) {
-      zql_error_t *e = report(an, ZQL_E_BAD_DATE, o->span, "invalid origin '%s'",
-                              o->u.lit.str.s);
+    if (strlen(ov.s) != ov.len || !parse_iso(ov.s, &off)) {
+      zql_error_t *e = report(an, ZQL_E_BAD_DATE, o->span, "invalid origin '%s'", ov.s);
       hint(an, e, "write an ISO-8601 date-time, such as \"2024-01-01T00:00:00Z\"");
+    } else if (!off) {
+      zql_error_t *e = report(an, ZQL_E_BAD_DATE, o->span, "origin '%s' has no offset", ov.s);
+      hint(an, e, "add Z or an offset such as +02:00, as in \"%s%s\"", ov.s,
+           strchr(ov.s, 'T') || strchr(ov.s, 't') ? "Z" : "T00:00:00Z");
     }
   }
 }
@@ -2303,7 +2351,10 @@ static void check_expr(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
     if (n->u.in.set->type != ZQL_T_ARRAY && n->u.in.set->type != ZQL_T_ANY) {
       zql_error_t *e = report(an, ZQL_E_TYPE_MISMATCH, n->u.in.set->span,
                               "'in' needs an array, not %s", a_type(n->u.in.set->type));
-      hint(an, e, "declare the parameter as an array: param types = [\"a\", \"b\"];");
+      if (n->u.in.set->kind == ZQL_N_PARAMREF)
+        hint(an, e, "declare the parameter as an array: param types = [\"a\", \"b\"];");
+      else
+        hint(an, e, "write an array, such as [\"a\", \"b\"]");
     }
     n->type = ZQL_T_BOOL;
     return;
@@ -2487,11 +2538,11 @@ static void check_range(analyzer_t *an, const zql_func_t *f, int idx, const char
     if (x >= r->lo && x <= r->hi)
       return;
     if (r->hi == HUGE_VAL)
-      report(an, ZQL_E_ARG_RANGE, span, "%s must be at least %g, not %s", what, r->lo,
+      report(an, ZQL_E_ARG_RANGE, span, "%s must be at least %.15g, not %s", what, r->lo,
              cv_text(an, v));
     else
-      report(an, ZQL_E_ARG_RANGE, span, "%s must be between %g and %g, not %s", what, r->lo,
-             r->hi, cv_text(an, v));
+      report(an, ZQL_E_ARG_RANGE, span, "%s must be between %.15g and %.15g, not %s", what,
+             r->lo, r->hi, cv_text(an, v));
     return;
   }
 }
@@ -2520,6 +2571,11 @@ static void check_const_arg(analyzer_t *an, const ectx_t *ec, const zql_func_t *
   }
   if (v.kind == CV_UNKNOWN)
     return;
+  if (v.kind == CV_ERROR) {
+    zql_error_t *e = report(an, ZQL_E_ARG_KIND, a->span, "%s divides by zero", what);
+    hint(an, e, "a constant that divides by zero is ERROR, never a value");
+    return;
+  }
   const char *need = NULL;
   switch (k) {
   case 'n':
@@ -2579,14 +2635,14 @@ static void check_const_arg(analyzer_t *an, const ectx_t *ec, const zql_func_t *
         return;
       }
       double d = cv_double(&x);
+      if (f && streq(f->name, "histogram") && d != d) {
+        report(an, ZQL_E_ARG_RANGE, el->span, "a histogram edge cannot be nan");
+        return;
+      }
       if (f && streq(f->name, "histogram") && i > 0 && !(d > prev)) {
         zql_error_t *e = report(an, ZQL_E_ARG_RANGE, el->span,
                                 "histogram edges must be strictly increasing");
-        hint(an, e, "%g does not come after %g", d, prev);
-        return;
-      }
-      if (f && streq(f->name, "histogram") && d != d) {
-        report(an, ZQL_E_ARG_RANGE, el->span, "a histogram edge cannot be nan");
+        hint(an, e, "%.15g does not come after %.15g", d, prev);
         return;
       }
       prev = d;
@@ -2812,7 +2868,9 @@ static void check_call(analyzer_t *an, const ectx_t *ec, zql_node_t *n, int shif
     zql_node_t *a = args->items[0];
     if (const_eval(an, a, &v, &bad) && v.kind == CV_STRING) {
       bool off = false;
-      if (strlen(v.s) != v.len || !parse_iso(v.s, &off)) {
+      if (strlen(v.s) != v.len) {
+        report(an, ZQL_E_BAD_DATE, a->span, "date string contains a NUL byte");
+      } else if (!parse_iso(v.s, &off)) {
         zql_error_t *e = report(an, ZQL_E_BAD_DATE, a->span, "invalid date '%s'", v.s);
         hint(an, e, "write an ISO-8601 date-time with an offset or Z, such as "
                     "\"2011-07-01T00:00:00Z\"");
@@ -2986,7 +3044,18 @@ static void check_reducer(analyzer_t *an, zql_node_t *n)
   const char *owner = zql_arena_printf(an->arena, "reducer '%s'", name);
   check_fields(an, &n->u.reducer.state, "state field", owner ? owner : "a reducer");
   if (streq(arg, "s")) {
-    zql_error_t *e = report(an, ZQL_E_BAD_REDUCER, n->u.reducer.arg_type->span,
+    /* the input name has no span of its own: it is the 's' between NAME( and ': TYPE' */
+    zql_span_t sp = n->u.reducer.arg_type ? n->u.reducer.arg_type->span : n->u.reducer.name_span;
+    if (an->src && n->u.reducer.arg_type && sp.start <= an->src->len) {
+      for (uint32_t i = n->u.reducer.name_span.end; i < sp.start; i++) {
+        if (an->src->text[i] == 's') {
+          sp.start = i;
+          sp.end = i + 1;
+          break;
+        }
+      }
+    }
+    zql_error_t *e = report(an, ZQL_E_BAD_REDUCER, sp,
                             "the input of reducer '%s' cannot be called 's'", name);
     hint(an, e, "'s' is the state in 'add' and 'final'; call the input x");
   }
@@ -3229,7 +3298,9 @@ static void duration_option(analyzer_t *an, zql_node_t *val, const char *what)
   cval_t v;
   if (!val || !option_value(an, val, what, &v))
     return;
-  if (v.kind != CV_DURATION) {
+  if (v.kind == CV_ERROR) {
+    report(an, ZQL_E_BAD_DURATION_VALUE, val->span, "the value of '%s' divides by zero", what);
+  } else if (v.kind != CV_DURATION) {
     zql_error_t *e = report(an, ZQL_E_BAD_DURATION_VALUE, val->span,
                             "'%s' needs a duration, not %s", what, cv_a_kind(v.kind));
     hint(an, e, "durations have a unit: 250ms 5s 10m 2h 1d 1w");
@@ -3392,6 +3463,10 @@ static void check_options(analyzer_t *an, qctx_t *qc)
                                 "'partitions' must be an integer from 1 to 65536");
         if (v.kind == CV_INT)
           hint(an, e, "%" PRId64 " is out of range", v.i);
+        else if (v.kind == CV_ERROR)
+          hint(an, e, "the value divides by zero");
+        else if (v.kind == CV_DOUBLE)
+          hint(an, e, "%s is not an integer", cv_text(an, &v));
       }
       break;
     }
@@ -3835,8 +3910,10 @@ static void check_query(analyzer_t *an, zql_node_t *q, bool is_def)
     check_rank(an, &qc, &outs);
   const zql_list_t *order = &q->u.query.order;
   if (order->n > 0 && is_def) {
-    report(an, ZQL_E_CLAUSE_NOT_ALLOWED, order->items[0]->span,
-           "'order by' is not allowed in an aggregate definition");
+    zql_error_t *e = report(an, ZQL_E_CLAUSE_NOT_ALLOWED, order->items[0]->span,
+                            "'order by' is not allowed in an aggregate definition");
+    hint(an, e, "an aggregate stores every group; order when reading it: from agg %s order "
+                "by ...", q->u.query.name);
   } else {
     ectx_t rows = row_ctx(qc.row, "'order by' of a row query");
     for (uint32_t i = 0; i < order->n; i++)
@@ -3844,8 +3921,9 @@ static void check_query(analyzer_t *an, zql_node_t *q, bool is_def)
   }
   if (is_def && (q->u.query.limit || q->u.query.offset)) {
     zql_node_t *l = q->u.query.limit ? q->u.query.limit : q->u.query.offset;
-    report(an, ZQL_E_CLAUSE_NOT_ALLOWED, l->span,
-           "'limit' is not allowed in an aggregate definition");
+    zql_error_t *e = report(an, ZQL_E_CLAUSE_NOT_ALLOWED, l->span,
+                            "'limit' is not allowed in an aggregate definition");
+    hint(an, e, "to keep the top N of each group, use rank by ... limit N within (keys)");
   } else {
     check_count(an, q->u.query.limit, "limit", 1);
     check_count(an, q->u.query.offset, "offset", 0);
@@ -3860,7 +3938,11 @@ static void check_query(analyzer_t *an, zql_node_t *q, bool is_def)
   } else {
     for (uint32_t i = 0; i < q->u.query.options.n; i++) {
       zql_node_t *opt = q->u.query.options.items[i];
-      report(an, ZQL_E_CLAUSE_NOT_ALLOWED, opt->span, "option '%s' is not allowed in a query",
+      zql_error_t *e = report(an, ZQL_E_CLAUSE_NOT_ALLOWED, opt->span,
+                              "option '%s' is not allowed in a query",
+                              zql_option_name(opt->u.option.opt));
+      if (i == 0)
+        hint(an, e, "options belong to stored aggregates: aggregate NAME from ... %s ...;",
              zql_option_name(opt->u.option.opt));
     }
   }

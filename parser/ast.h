@@ -365,10 +365,10 @@ struct zql_node {
       zql_node_t *every;        /* ZQL_N_INT or NULL */
       const char *unit;
       zql_span_t unit_span;
-      zql_node_t *tz;           /* ZQL_N_STRING or NULL */
+      zql_node_t *tz;           /* ZQL_N_STRING, ZQL_N_PARAMREF or NULL */
       const char *week_start;   /* day name or NULL */
       zql_span_t week_span;
-      zql_node_t *origin;       /* ZQL_N_STRING or NULL */
+      zql_node_t *origin;       /* ZQL_N_STRING, ZQL_N_PARAMREF or NULL */
     } bucket;
 
     struct {           /* UNARY */
@@ -389,7 +389,7 @@ struct zql_node {
 
     struct {           /* IN */
       zql_node_t *arg;
-      zql_node_t *set;          /* ZQL_N_ARRAY */
+      zql_node_t *set;          /* ZQL_N_ARRAY, or any primary (a $param, a path) */
       bool negated;
     } in;
 

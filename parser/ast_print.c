@@ -27,6 +27,7 @@
 typedef struct {
   zql_strbuf_t *out;
   bool checked;
+  const zql_source_t *src; /* set while printing a FILE: literals show their source text */
 } printer_t;
 
 static void print_node(printer_t *p, const zql_node_t *n, int ind);
@@ -113,6 +114,15 @@ static void add_path(printer_t *p, const zql_node_t *n)
       break;
     }
   }
+}
+
+/* A bucket's tz/origin: a quoted string or a $param. */
+static void add_strparam(printer_t *p, const zql_node_t *n)
+{
+  if (n->kind == ZQL_N_STRING)
+    zql_strbuf_add_quoted(p->out, n->u.lit.str.s, n->u.lit.str.len);
+  else if (n->kind == ZQL_N_PARAMREF)
+    zql_strbuf_addf(p->out, "$%s", n->u.paramref.name);
 }
 
 static void add_type(printer_t *p, const zql_node_t *n)
@@ -358,7 +368,14 @@ static void print_node(printer_t *p, const zql_node_t *n, int ind)
     break;
   case ZQL_N_DURATION:
     zql_strbuf_addc(o, ' ');
-    add_duration(o, n->u.lit.i);
+    if (p->src && n->span.end <= p->src->len && n->span.end > n->span.start) {
+      /* as written (400d stays 400d), then the value in checked dumps */
+      zql_strbuf_add(o, p->src->text + n->span.start, n->span.end - n->span.start);
+      if (p->checked)
+        zql_strbuf_addf(o, " = %" PRId64 "ms", n->u.lit.i);
+    } else {
+      add_duration(o, n->u.lit.i);
+    }
     break;
   case ZQL_N_REGEX:
     zql_strbuf_adds(o, " /");
@@ -395,12 +412,16 @@ static void print_node(printer_t *p, const zql_node_t *n, int ind)
     if (n->u.bucket.every && n->u.bucket.every->kind == ZQL_N_INT)
       zql_strbuf_addf(o, "every %" PRId64 " ", n->u.bucket.every->u.lit.i);
     add_name(p, n->u.bucket.unit);
-    if (n->u.bucket.tz)
-      zql_strbuf_addf(o, " tz \"%s\"", n->u.bucket.tz->u.lit.str.s);
+    if (n->u.bucket.tz) {
+      zql_strbuf_adds(o, " tz ");
+      add_strparam(p, n->u.bucket.tz);
+    }
     if (n->u.bucket.week_start)
       zql_strbuf_addf(o, " week starts %s", n->u.bucket.week_start);
-    if (n->u.bucket.origin)
-      zql_strbuf_addf(o, " origin \"%s\"", n->u.bucket.origin->u.lit.str.s);
+    if (n->u.bucket.origin) {
+      zql_strbuf_adds(o, " origin ");
+      add_strparam(p, n->u.bucket.origin);
+    }
     add_type(p, n);
     zql_strbuf_addc(o, '\n');
     print_node(p, n->u.bucket.ts, ind + 1);
@@ -447,6 +468,6 @@ static void print_node(printer_t *p, const zql_node_t *n, int ind)
 
 void zql_ast_print(zql_strbuf_t *out, const zql_node_t *n, bool checked)
 {
-  printer_t p = {out, checked};
+  printer_t p = {out, checked, n->kind == ZQL_N_FILE ? n->u.file.source : NULL};
   print_node(&p, n, 0);
 }

@@ -130,7 +130,7 @@ static bool call_mod(zql_parse_ctx_t *ctx, zql_node_t *call, zql_node_t **slot,
 %nterm <node> item param table reducer aggregate query explain stage qhead
 %nterm <node> opt_key_per opt_group opt_per per_items aggitem agglimit opt_filter keys key opt_compute
 %nterm <node> fields field type reducer_parts reducer_part call arglist bucket bspec
-%nterm <node> expr primary literal paramref path array exprs doc docfields docfield
+%nterm <node> expr primary literal paramref strparam path array exprs doc docfields docfield
 %nterm <node> block stmts stmt if_stmt opt_weight opt_rank within opt_having
 %nterm <node> option sched options qtail order_terms order_term sources source
 %nterm <flag> opt_keep_empty opt_skip_null opt_analyze
@@ -226,20 +226,25 @@ reducer_part
 
 /* ---- aggregates and queries ---- */
 
+/* Definitions and queries share their clauses; what one of them may not have (order by
+ * and limit in a definition, options in a query) is the analyzer's E3030, which explains
+ * it better than a syntax error could. */
 aggregate
-  : AGGREGATE IDENT stage opt_having opt_rank options ';'
+  : AGGREGATE IDENT stage opt_having opt_rank qtail options ';'
       { $$ = $3; $$->kind = ZQL_N_AGGREGATE; $$->span = @$;
         $$->u.query.name = $2.s; $$->u.query.name_span = @2;
         $$->u.query.having = $4; $$->u.query.rank = $5;
-        $$->u.query.options = $6->u.list; CHK(done(ctx, $$)); }
+        $$->u.query.order = $6->u.query.order;
+        $$->u.query.limit = $6->u.query.limit; $$->u.query.offset = $6->u.query.offset;
+        $$->u.query.options = $7->u.list; CHK(done(ctx, $$)); }
   ;
 
 query
-  : stage opt_having opt_rank qtail
+  : stage opt_having opt_rank qtail options
       { $$ = $1; $$->span = @$; $$->u.query.having = $2; $$->u.query.rank = $3;
         $$->u.query.order = $4->u.query.order;
         $$->u.query.limit = $4->u.query.limit; $$->u.query.offset = $4->u.query.offset;
-        CHK(done(ctx, $$)); }
+        $$->u.query.options = $5->u.list; CHK(done(ctx, $$)); }
   ;
 
 explain
@@ -587,16 +592,10 @@ expr
   | expr IS NOT MISSING %prec IS
       { CHK($$ = node(ctx, ZQL_N_IS, @$)); $$->u.is.arg = $1; $$->u.is.missing = true;
         $$->u.is.negated = true; CHK(done(ctx, $$)); }
-  | expr IN array
+  | expr IN primary
       { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $3;
         CHK(done(ctx, $$)); }
-  | expr IN paramref
-      { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $3;
-        CHK(done(ctx, $$)); }
-  | expr NOT IN paramref %prec IN
-      { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $4;
-        $$->u.in.negated = true; CHK(done(ctx, $$)); }
-  | expr NOT IN array %prec IN
+  | expr NOT IN primary %prec IN
       { CHK($$ = node(ctx, ZQL_N_IN, @$)); $$->u.in.arg = $1; $$->u.in.set = $4;
         $$->u.in.negated = true; CHK(done(ctx, $$)); }
   | expr COALESCE expr     { CHK($$ = binop(ctx, ZQL_OP_COALESCE, $1, $3, @$)); }
@@ -701,11 +700,10 @@ bspec
   | EVERY literal IDENT
       { CHK($$ = node(ctx, ZQL_N_BUCKET, @$)); $$->u.bucket.every = $2;
         $$->u.bucket.unit = $3.s; $$->u.bucket.unit_span = @3; }
-  | bspec TZ STRING
-      { $$ = $1; zql_node_t *s; CHK(s = node(ctx, ZQL_N_STRING, @3));
-        s->u.lit.str.s = $3.s; s->u.lit.str.len = $3.len;
+  | bspec TZ strparam
+      { $$ = $1;
         if ($$->u.bucket.tz) { zql_yyerror(&@2, scanner, ctx, "duplicate 'tz' in bucket()"); YYERROR; }
-        $$->u.bucket.tz = s; }
+        $$->u.bucket.tz = $3; }
   | bspec IDENT STARTS IDENT
       { $$ = $1;
         if (strcmp($2.s, "week") != 0) {
@@ -714,11 +712,17 @@ bspec
         }
         if ($$->u.bucket.week_start) { zql_yyerror(&@2, scanner, ctx, "duplicate 'week starts' in bucket()"); YYERROR; }
         $$->u.bucket.week_start = $4.s; $$->u.bucket.week_span = @4; }
-  | bspec ORIGIN STRING
-      { $$ = $1; zql_node_t *s; CHK(s = node(ctx, ZQL_N_STRING, @3));
-        s->u.lit.str.s = $3.s; s->u.lit.str.len = $3.len;
+  | bspec ORIGIN strparam
+      { $$ = $1;
         if ($$->u.bucket.origin) { zql_yyerror(&@2, scanner, ctx, "duplicate 'origin' in bucket()"); YYERROR; }
-        $$->u.bucket.origin = s; }
+        $$->u.bucket.origin = $3; }
+  ;
+
+/* a string literal or a $parameter (a zone name, an origin) */
+strparam
+  : STRING                 { CHK($$ = node(ctx, ZQL_N_STRING, @$));
+                             $$->u.lit.str.s = $1.s; $$->u.lit.str.len = $1.len; }
+  | paramref               { $$ = $1; }
   ;
 
 array

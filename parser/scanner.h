@@ -39,7 +39,7 @@ typedef struct zql_lex {
 int zql_scanner_init(zql_scanner_t *scanner, zql_lex_t *lex);
 void zql_scanner_destroy(zql_scanner_t scanner);
 
-/* Readable name of a token kind for --dump=tokens ("IDENT", "'and'", "'=='"). */
+/* Readable name of a token kind for --dump=tokens: "identifier", "and", "==", "'('". */
 const char *zql_token_name(int kind);
 
 #endif
