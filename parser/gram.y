@@ -860,26 +860,24 @@ static bool call_mod(zql_parse_ctx_t *ctx, zql_node_t *call, zql_node_t **slot,
   return true;
 }
 
-/* Token names for --dump=tokens: bison's alias without its double quotes. */
-const char *zql_token_name(int kind)
+/* Token names for --dump=tokens: bison's alias without its double quotes, written into
+ * the caller's buffer (no static state, so it is safe from any thread). */
+const char *zql_token_name(int kind, char *buf, size_t size)
 {
-  static char names[YYNTOKENS][24];
   int sym = YYTRANSLATE(kind);
-  if (sym < 0 || sym >= YYNTOKENS)
-    return "?";
-  if (!names[sym][0]) {
-    const char *n = yysymbol_name(sym);
-    size_t len = strlen(n);
-    if (len >= 2 && n[0] == '"' && n[len - 1] == '"') {
-      n++;
-      len -= 2;
-    }
-    if (len >= sizeof names[sym])
-      len = sizeof names[sym] - 1;
-    memcpy(names[sym], n, len);
-    names[sym][len] = '\0';
+  const char *n = sym >= 0 && sym < YYNTOKENS ? yysymbol_name(sym) : "?";
+  size_t len = strlen(n);
+  if (len >= 2 && n[0] == '"' && n[len - 1] == '"') {
+    n++;
+    len -= 2;
   }
-  return names[sym];
+  if (size == 0)
+    return "";
+  if (len >= size)
+    len = size - 1;
+  memcpy(buf, n, len);
+  buf[len] = '\0';
+  return buf;
 }
 
 /* The parser entry used by parse.c (keeps yyparse's signature private to this file). */

@@ -82,7 +82,9 @@ int zql_dump_tokens(zql_arena_t *arena, const zql_source_t *src, zql_diags_t *di
     uint32_t l1, c1, l2, c2;
     zql_source_linecol(src, loc.start, &l1, &c1);
     zql_source_linecol(src, loc.end, &l2, &c2);
-    zql_strbuf_addf(out, "%u:%u-%u:%u %s", l1, c1, l2, c2, zql_token_name(tok));
+    char name[32];
+    zql_strbuf_addf(out, "%u:%u-%u:%u %s", l1, c1, l2, c2,
+                    zql_token_name(tok, name, sizeof name));
     switch (tok) {
     case IDENT:
     case PARAMREF:

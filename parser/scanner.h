@@ -40,6 +40,6 @@ int zql_scanner_init(zql_scanner_t *scanner, zql_lex_t *lex);
 void zql_scanner_destroy(zql_scanner_t scanner);
 
 /* Readable name of a token kind for --dump=tokens: "identifier", "and", "==", "'('". */
-const char *zql_token_name(int kind);
+const char *zql_token_name(int kind, char *buf, size_t size);
 
 #endif

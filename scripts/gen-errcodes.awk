@@ -3,7 +3,7 @@
 BEGIN {
   if (mode == "h") {
     print "/* errcodes.h -- GENERATED from runtime/base/errcodes.txt by scripts/gen-errcodes.awk."
-    print " * Do not edit. ZQL_ERRCODE(code, NAME, class, message) once per code, in table order. */"
+    print " * Do not edit. ZQL_ERRCODE(number, NAME, \"E1234\", class, message) once per code, in table order. */"
   } else {
     print "# zql error codes"
     print ""
@@ -21,7 +21,7 @@ BEGIN {
   if (NF != 5) { printf "errcodes.txt:%d: expected 5 fields, got %d\n", NR, NF > "/dev/stderr"; exit 1 }
   if (mode == "h") {
     pre = substr($1, 1, 1) == "W" ? "ZQL_W_" : "ZQL_E_"
-    printf "ZQL_ERRCODE(%s, %s%s, \"%s\", \"%s\")\n", substr($1, 2) + 0, pre, $2, $3, $4
+    printf "ZQL_ERRCODE(%s, %s%s, \"%s\", \"%s\", \"%s\")\n", substr($1, 2) + 0, pre, $2, $1, $3, $4
   } else {
     printf "| %s | `%s` | %s | %s |\n", $1, $2, $4, $5
   }

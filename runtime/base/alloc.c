@@ -8,28 +8,31 @@
 #include "runtime/base/zql_common.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "runtime/base/alloc.h"
 
-static long fail_after = -1; /* < 0: never fail */
-static long alloc_count;
+/* The fault-injection hook's state. Atomic (relaxed) because every thread allocates;
+ * arming the hook itself is for single-threaded unit tests. */
+static _Atomic long fail_after = -1; /* < 0: never fail */
+static _Atomic long alloc_count;
 
 static bool should_fail(void)
 {
-  alloc_count++;
-  if (fail_after < 0)
+  atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
+  long left = atomic_load_explicit(&fail_after, memory_order_relaxed);
+  if (left < 0)
     return false;
-  if (fail_after == 0)
+  if (left == 0)
     return true;
-  fail_after--;
+  atomic_store_explicit(&fail_after, left - 1, memory_order_relaxed);
   return false;
 }
 
 long zql_alloc_fail_after(long n)
 {
-  long made = alloc_count;
-  alloc_count = 0;
-  fail_after = n;
+  long made = atomic_exchange_explicit(&alloc_count, 0, memory_order_relaxed);
+  atomic_store_explicit(&fail_after, n, memory_order_relaxed);
   return made;
 }
 

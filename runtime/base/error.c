@@ -14,12 +14,13 @@
 typedef struct {
   int code;
   const char *name;
+  const char *str; /* "E3001" */
   const char *cls;
   const char *msg;
 } errdef_t;
 
 static const errdef_t errtab[] = {
-#define ZQL_ERRCODE(num, name, cls, msg) {-(num), #name, cls, msg},
+#define ZQL_ERRCODE(num, name, str, cls, msg) {-(num), #name, str, cls, msg},
 #include "runtime/base/errcodes.h"
 #undef ZQL_ERRCODE
 };
@@ -34,17 +35,8 @@ static const errdef_t *find(int code)
 
 const char *zql_err_code_str(int code)
 {
-  /* one static string per table entry, built on first use */
-  static char strs[ZQL_ARRAY_LEN(errtab)][16];
-  for (size_t i = 0; i < ZQL_ARRAY_LEN(errtab); i++) {
-    if (errtab[i].code != code)
-      continue;
-    if (!strs[i][0])
-      snprintf(strs[i], sizeof strs[i], "%c%04d",
-               strcmp(errtab[i].cls, "warning") == 0 ? 'W' : 'E', -code);
-    return strs[i];
-  }
-  return "E????";
+  const errdef_t *e = find(code);
+  return e ? e->str : "E????";
 }
 
 const char *zql_err_name(int code)

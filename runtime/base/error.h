@@ -24,7 +24,7 @@
 
 typedef enum zql_errcode {
   ZQL_OK = 0,
-#define ZQL_ERRCODE(num, name, cls, msg) name = -(num),
+#define ZQL_ERRCODE(num, name, str, cls, msg) name = -(num),
 #include "runtime/base/errcodes.h"
 #undef ZQL_ERRCODE
 } zql_errcode_t;
