@@ -17,6 +17,10 @@
 #include <unistd.h>
 
 #include "runtime/base/alloc.h"
+#include "runtime/cli.h"
+
+/* The delegated subcommands; each line {"name", zql_cmd_name}. */
+#define ZQL_CLI_COMMANDS {NULL, NULL}
 
 #include "runtime/zql.h"
 
@@ -29,7 +33,18 @@ typedef struct {
   dump_t dump;
   int verbosity; /* -1 quiet, 0 normal, 1 verbose */
   const char *list_functions; /* NULL, "text" or "markdown" */
+  const char *data_dir;       /* --data DIR */
 } opts_t;
+
+/* Subcommands implemented in their own files (runtime/cmd_*.c): they get every argument
+ * after their name except the global options, which main() takes wherever they are. */
+typedef int (*cmd_fn)(const zql_cli_t *cli, int argc, char **argv);
+static const struct {
+  const char *name;
+  cmd_fn fn;
+} commands[] = {
+    ZQL_CLI_COMMANDS
+};
 
 static void usage(FILE *f)
 {
@@ -469,11 +484,54 @@ static int cmd_list_functions(const char *format)
   return EXIT_OK;
 }
 
+static cmd_fn find_command(const char *name)
+{
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(commands); i++)
+    if (commands[i].fn && strcmp(commands[i].name, name) == 0)
+      return commands[i].fn;
+  return NULL;
+}
+
+/* A global option at argv[*i] (possibly taking argv[*i + 1]): 1 consumed, 0 not global,
+ * -1 usage error (reported). */
+static int global_option(opts_t *o, int argc, char **argv, int *i)
+{
+  const char *a = argv[*i];
+  if (strcmp(a, "--data") == 0) {
+    if (*i + 1 >= argc) {
+      usage_error("%s", "--data needs a directory");
+      return -1;
+    }
+    o->data_dir = argv[++*i];
+    return 1;
+  }
+  if (strncmp(a, "--data=", 7) == 0) {
+    o->data_dir = a + 7;
+    return 1;
+  }
+  if (strncmp(a, "--color=", 8) == 0 || strncmp(a, "--colour=", 9) == 0) {
+    const char *v = strchr(a, '=') + 1;
+    if (strcmp(v, "auto") == 0)
+      o->color = -1;
+    else if (strcmp(v, "always") == 0)
+      o->color = 1;
+    else if (strcmp(v, "never") == 0)
+      o->color = 0;
+    else {
+      usage_error("invalid --color value '%s' (auto, always or never)", v);
+      return -1;
+    }
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv)
 {
-  opts_t o = {-1, DUMP_NONE, 0, NULL};
+  opts_t o = {-1, DUMP_NONE, 0, NULL, NULL};
   const char *command = NULL;
-  char **rest = zql_calloc((size_t)argc + 1, sizeof *rest);
+  cmd_fn delegate = NULL; /* a runtime/cmd_*.c subcommand: it parses its own options */
+  char **rest = zql_calloc((size_t)argc + 2, sizeof *rest);
   int nrest = 0;
   bool no_more_opts = false;
   if (!rest) {
@@ -483,11 +541,24 @@ int main(int argc, char **argv)
   int status = EXIT_OK;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (no_more_opts || a[0] != '-' || strcmp(a, "-") == 0) {
-      if (!command && o.dump == DUMP_NONE && !o.list_functions)
+    int g = no_more_opts ? 0 : global_option(&o, argc, argv, &i);
+    if (g < 0) {
+      status = EXIT_USAGE;
+      goto out;
+    }
+    if (g > 0)
+      continue;
+    if (delegate) {
+      rest[nrest++] = argv[i];
+    } else if (no_more_opts || a[0] != '-' || strcmp(a, "-") == 0) {
+      if (!command && o.dump == DUMP_NONE && !o.list_functions) {
         command = a;
-      else
+        delegate = find_command(a);
+        if (delegate)
+          rest[nrest++] = argv[i]; /* the subcommand's argv[0] */
+      } else {
         rest[nrest++] = argv[i];
+      }
     } else if (strcmp(a, "--") == 0) {
       no_more_opts = true;
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -500,18 +571,6 @@ int main(int argc, char **argv)
       o.verbosity = -1;
     } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
       o.verbosity = 1;
-    } else if (strncmp(a, "--color=", 8) == 0 || strncmp(a, "--colour=", 9) == 0) {
-      const char *v = strchr(a, '=') + 1;
-      if (strcmp(v, "auto") == 0)
-        o.color = -1;
-      else if (strcmp(v, "always") == 0)
-        o.color = 1;
-      else if (strcmp(v, "never") == 0)
-        o.color = 0;
-      else {
-        status = usage_error("invalid --color value '%s' (auto, always or never)", v);
-        goto out;
-      }
     } else if (strncmp(a, "--dump=", 7) == 0) {
       const char *v = a + 7;
       if (strcmp(v, "tokens") == 0)
@@ -542,7 +601,17 @@ int main(int argc, char **argv)
       goto out;
     }
   }
-  if (o.list_functions) {
+  if (delegate) {
+    const char *env = getenv("ZQL_DATA");
+    zql_cli_t cli = {
+        .data_dir = o.data_dir ? o.data_dir : (env && *env ? env : "./zql-data"),
+        .color = use_color(&o),
+        .verbosity = o.verbosity,
+        .stderr_tty = isatty(STDERR_FILENO) != 0,
+    };
+    rest[nrest] = NULL;
+    status = delegate(&cli, nrest, rest);
+  } else if (o.list_functions) {
     status = cmd_list_functions(o.list_functions);
   } else if (o.dump != DUMP_NONE) {
     if (command)

@@ -1,0 +1,26 @@
+/*
+ * cli.h -- what every `zql` subcommand gets from the command line (runtime services).
+ *
+ * main_zql.c parses the global options wherever they appear (before or after the
+ * subcommand: `zql --data D import F` == `zql import --data D F`), removes them from argv
+ * and calls the subcommand's entry point with the rest:
+ *
+ *   int zql_cmd_NAME(const zql_cli_t *cli, int argc, char **argv);
+ *
+ * argv[0] is the subcommand's name; the function parses its own options, prints results
+ * to stdout and diagnostics to stderr, and returns the exit status: 0 success, 1 failure
+ * (bad input, I/O error), 2 usage error.
+ */
+#ifndef ZQL_CLI_H
+#define ZQL_CLI_H
+
+#include "runtime/base/zql_common.h"
+
+typedef struct zql_cli {
+  const char *data_dir; /* --data DIR, else $ZQL_DATA, else "./zql-data" */
+  bool color;           /* colour diagnostics on stderr */
+  int verbosity;        /* -1 quiet, 0 normal, 1 verbose */
+  bool stderr_tty;      /* progress output allowed */
+} zql_cli_t;
+
+#endif
