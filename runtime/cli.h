@@ -23,4 +23,10 @@ typedef struct zql_cli {
   bool stderr_tty;      /* progress output allowed */
 } zql_cli_t;
 
+/* The subcommands (runtime/cmd_*.c). */
+int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv);    /* zql gen */
+int zql_cmd_log(const zql_cli_t *cli, int argc, char **argv);    /* zql log check|stat */
+int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv); /* zql import */
+int zql_cmd_export(const zql_cli_t *cli, int argc, char **argv); /* zql export */
+
 #endif

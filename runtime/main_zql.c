@@ -19,8 +19,6 @@
 #include "runtime/base/alloc.h"
 #include "runtime/cli.h"
 
-/* The delegated subcommands; each line {"name", zql_cmd_name}. */
-#define ZQL_CLI_COMMANDS {NULL, NULL}
 
 #include "runtime/zql.h"
 
@@ -43,7 +41,10 @@ static const struct {
   const char *name;
   cmd_fn fn;
 } commands[] = {
-    ZQL_CLI_COMMANDS
+    {"gen", zql_cmd_gen},
+    {"log", zql_cmd_log},
+    {"import", zql_cmd_import},
+    {"export", zql_cmd_export},
 };
 
 static void usage(FILE *f)
@@ -57,8 +58,14 @@ static void usage(FILE *f)
           "  check [-q|-v] FILE...        check ZQL files (\"-\" reads stdin); exit 0 when\n"
           "                               valid, 1 on errors, 2 on usage errors;\n"
           "                               -v explains every statement, -q prints only errors\n"
+          "  gen --events N --seed S ...  write deterministic synthetic events (zql gen --help)\n"
+          "  import [--strict] FILE...    append events (.bson, NDJSON, extended JSON, gzip) to\n"
+          "                               the event log of the data directory\n"
+          "  export [--from A --to B]     write the log's events (ndjson or --format bson)\n"
+          "  log check [--repair] | stat  verify or describe the event log of the data directory\n"
           "\n"
-          "Options:\n"
+          "Options (anywhere on the line):\n"
+          "  --data DIR                   the data directory (default $ZQL_DATA or ./zql-data)\n"
           "  --dump=tokens|ast|checked FILE...\n"
           "                               print the tokens, the raw syntax tree or the\n"
           "                               checked tree of each file\n"
@@ -509,6 +516,14 @@ static int global_option(opts_t *o, int argc, char **argv, int *i)
     o->data_dir = a + 7;
     return 1;
   }
+  if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
+    o->verbosity = -1;
+    return 1;
+  }
+  if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+    o->verbosity = 1;
+    return 1;
+  }
   if (strncmp(a, "--color=", 8) == 0 || strncmp(a, "--colour=", 9) == 0) {
     const char *v = strchr(a, '=') + 1;
     if (strcmp(v, "auto") == 0)
@@ -567,10 +582,6 @@ int main(int argc, char **argv)
     } else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
       printf("zql %s\n", zql_version());
       goto out;
-    } else if (strcmp(a, "-q") == 0 || strcmp(a, "--quiet") == 0) {
-      o.verbosity = -1;
-    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
-      o.verbosity = 1;
     } else if (strncmp(a, "--dump=", 7) == 0) {
       const char *v = a + 7;
       if (strcmp(v, "tokens") == 0)

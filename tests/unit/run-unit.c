@@ -37,7 +37,8 @@ typedef struct {
 static const group_t groups[] = {
     {"arena", zql_unit_arena},   {"strbuf", zql_unit_strbuf}, {"error", zql_unit_error},
     {"source", zql_unit_source}, {"parse", zql_unit_parse},   {"registry", zql_unit_registry},
-    {"text", zql_unit_text},
+    {"text", zql_unit_text},     {"crc32c", zql_unit_crc32c}, {"evlog", zql_unit_evlog},
+    {"gen", zql_unit_gen},       {"ioformat", zql_unit_ioformat},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

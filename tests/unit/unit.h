@@ -33,6 +33,10 @@ int zql_unit_source(void);
 int zql_unit_parse(void);
 int zql_unit_registry(void); /* tests/unit/test_registry.c */
 int zql_unit_text(void);
+int zql_unit_crc32c(void); /* tests/unit/test_crc32c.c */
+int zql_unit_evlog(void);  /* tests/unit/test_evlog.c */
+int zql_unit_gen(void);      /* tests/unit/test_gen.c */
+int zql_unit_ioformat(void); /* tests/unit/test_ioformat.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);

@@ -1,0 +1,441 @@
+/*
+ * evlog_read.c -- event log readers: snapshots, range cursors, chunking (runtime
+ * services; what map stages and `zql export` read events through).
+ *
+ * Interface (evlog.h): zql_evlog_reader_open -> zql_evlog_cursor_open -> _cursor_next*
+ * -> _cursor_close -> zql_evlog_reader_close; zql_evlog_split plans map tasks.
+ *
+ * A reader is a snapshot taken without any lock. Sealed segments are immutable: each is
+ * mmap()ed whole and its trailer parsed (footer, then index block, both CRC-checked), so
+ * opening costs no record scan. The .open segment is being appended to: it is read with
+ * pread() into memory (a mapping could fault if recovery truncated it) and scanned; the
+ * valid prefix (complete, CRC-valid records with consecutive _seq) is the snapshot, so a
+ * reader never sees a torn or half-written record. The writer may seal (rename) the .open
+ * between the directory listing and our open(): then NNN.seg is opened instead.
+ *
+ * Cursors prune whole segments with the index (_seq range, min/max timestamp), start
+ * inside a segment at the last sparse entry at or before the wanted _seq, and stop at
+ * the first _seq past the range. Records of sealed segments are CRC-checked as they are
+ * read (CRC-32C runs at memory speed with SSE4.2); a bad one is ZQL_E_CORRUPT with the
+ * file and offset. Views point into the mapping or the buffer: zero-copy, no per-event
+ * allocation; valid until the reader is closed.
+ *
+ * Chunking estimates the byte position of a _seq by linear interpolation between sparse
+ * index entries (and the segment's data end), sums positions over segments, cuts the byte
+ * range into n equal parts and maps each cut back to a _seq.
+ */
+#include "runtime/base/zql_common.h"
+
+#include "runtime/evlog.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/base/alloc.h"
+#include "runtime/base/error.h"
+#include "runtime/evlog_int.h"
+
+typedef struct rseg {
+  zql_evlog_seginfo_t info;
+  char name[EVLOG_NAME_DIGITS + 6];
+  evlog_summary_t s;
+  const uint8_t *base; /* mapping (sealed) or buffer (open) */
+  size_t size;
+  bool mapped;
+  uint64_t pos0; /* bytes of data of the segments before this one */
+} rseg_t;
+
+struct zql_evlog_reader {
+  char *evdir;
+  rseg_t *segs;
+  size_t n;
+  int64_t first_seq, last_seq;
+  uint64_t total; /* data bytes of all segments */
+};
+
+struct zql_evlog_cursor {
+  zql_evlog_reader_t *r;
+  zql_evlog_range_t range;
+  size_t seg;   /* current segment */
+  size_t off;   /* offset in it; 0: not positioned yet */
+  int64_t next; /* _seq expected at off */
+  bool done;
+};
+
+void zql_evlog_range_all(zql_evlog_range_t *range)
+{
+  range->seq_lo = INT64_MIN;
+  range->seq_hi = INT64_MAX;
+  range->ts_lo = INT64_MIN;
+  range->ts_hi = INT64_MAX;
+}
+
+void zql_evlog_reader_close(zql_evlog_reader_t *r)
+{
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->n; i++) {
+    rseg_t *g = &r->segs[i];
+    if (g->mapped)
+      munmap((void *)g->base, g->size);
+    else
+      zql_free((void *)g->base);
+    zql_free(g->s.sparse);
+  }
+  zql_free(r->segs);
+  zql_free(r->evdir);
+  zql_free(r);
+}
+
+static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zql_strbuf_t *err)
+{
+  char path[4096];
+  bool sealed = e->sealed;
+  snprintf(path, sizeof path, "%s/%s", r->evdir, e->name);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT && !sealed) {
+    sealed = true; /* sealed since we listed the directory */
+    zql_evlog_name(g->name, e->first_seq, true);
+    snprintf(path, sizeof path, "%s/%s", r->evdir, g->name);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  }
+  if (fd < 0 && errno == ENOENT && sealed && r->last_seq < r->first_seq)
+    return 1; /* removed by retention after we listed it: the log starts later */
+  if (fd < 0)
+    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+  const char *why = NULL;
+  int rc = 0;
+  int64_t first = 0;
+  if (sealed) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+      goto out;
+    }
+    g->size = (size_t)st.st_size;
+    if (g->size < EVLOG_HDR_SIZE) {
+      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: incomplete segment header", path);
+      goto out;
+    }
+    void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
+      goto out;
+    }
+    g->base = m;
+    g->mapped = true;
+    if (zql_evlog_header_parse(g->base, g->size, &first, &why) < 0 || first != e->first_seq) {
+      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
+                          why ? why : "header _seq disagrees with the file name");
+      goto out;
+    }
+    if (zql_evlog_trailer_parse(g->base, g->size, g->size, &g->s, &why) < 0 ||
+        g->s.first_seq != first) {
+      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: %s", path,
+                          g->size - EVLOG_FOOTER_SIZE, why ? why : "index disagrees with the header");
+      goto out;
+    }
+    g->info.bytes = g->size;
+  } else {
+    uint8_t *buf;
+    if ((rc = zql_evlog_read_file(fd, path, &buf, &g->size, err)) < 0)
+      goto out;
+    g->base = buf;
+    if (zql_evlog_header_parse(buf, g->size, &first, &why) < 0) {
+      if (g->size > EVLOG_HDR_SIZE) {
+        rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path, why);
+        goto out;
+      }
+      /* A segment being created: no records yet. */
+      first = e->first_seq;
+      memset(&g->s, 0, sizeof g->s);
+      g->s.first_seq = first;
+      g->s.last_seq = first - 1;
+      g->s.min_ts = INT64_MAX;
+      g->s.max_ts = INT64_MIN;
+      g->s.data_end = EVLOG_HDR_SIZE;
+      g->s.stride = ZQL_EVLOG_DEFAULT_STRIDE;
+    } else {
+      rc = zql_evlog_scan(buf, g->size, first, ZQL_EVLOG_DEFAULT_STRIDE, &g->s, &g->s.sparse, &why);
+      if (rc < 0) {
+        rc = zql_evlog_fail(err, rc, "out of memory reading '%s'", path);
+        goto out;
+      }
+      rc = 0;
+    }
+    g->info.bytes = g->s.data_end;
+  }
+  g->info.sealed = sealed;
+  g->info.count = g->s.count;
+  g->info.first_seq = g->s.first_seq;
+  g->info.last_seq = g->s.last_seq;
+  g->info.min_ts = g->s.min_ts;
+  g->info.max_ts = g->s.max_ts;
+out:
+  close(fd);
+  return rc;
+}
+
+int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
+{
+  *out = NULL;
+  zql_evlog_reader_t *r = zql_calloc(1, sizeof *r);
+  if (!r)
+    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+  size_t dl = strlen(dir);
+  r->evdir = zql_malloc(dl + sizeof "/events");
+  if (!r->evdir) {
+    zql_free(r);
+    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+  }
+  memcpy(r->evdir, dir, dl);
+  memcpy(r->evdir + dl, "/events", sizeof "/events");
+  evlog_entry_t *ents = NULL;
+  size_t n = 0;
+  int rc = zql_evlog_list(r->evdir, &ents, &n, err);
+  if (rc < 0)
+    goto fail;
+  r->segs = zql_calloc(n ? n : 1, sizeof *r->segs);
+  if (!r->segs) {
+    rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+    goto fail;
+  }
+  r->first_seq = n ? ents[0].first_seq : 1;
+  r->last_seq = r->first_seq - 1;
+  for (size_t i = 0; i < n; i++) {
+    rseg_t *g = &r->segs[r->n];
+    memcpy(g->name, ents[i].name, sizeof g->name);
+    g->info.name = g->name;
+    r->n++;
+    if ((rc = load_seg(r, g, &ents[i], err)) < 0)
+      goto fail;
+    if (rc == 1) { /* the oldest segment vanished: the snapshot starts at the next one */
+      r->n--;
+      memset(g, 0, sizeof *g);
+      if (i + 1 < n) {
+        r->first_seq = ents[i + 1].first_seq;
+        r->last_seq = r->first_seq - 1;
+      }
+      continue;
+    }
+    if (g->s.first_seq != r->last_seq + 1) {
+      rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+                          "'%s/%s': starts at _seq %" PRId64 " but the previous segment ends at %" PRId64,
+                          r->evdir, g->name, g->s.first_seq, r->last_seq);
+      goto fail;
+    }
+    r->last_seq = g->s.last_seq;
+    g->pos0 = r->total;
+    r->total += g->s.data_end - EVLOG_HDR_SIZE;
+  }
+  zql_free(ents);
+  *out = r;
+  return 0;
+fail:
+  zql_free(ents);
+  zql_evlog_reader_close(r);
+  return rc;
+}
+
+size_t zql_evlog_reader_nsegments(const zql_evlog_reader_t *r)
+{
+  return r->n;
+}
+
+const zql_evlog_seginfo_t *zql_evlog_reader_segment(const zql_evlog_reader_t *r, size_t i)
+{
+  return i < r->n ? &r->segs[i].info : NULL;
+}
+
+int64_t zql_evlog_reader_first_seq(const zql_evlog_reader_t *r)
+{
+  return r->first_seq;
+}
+
+int64_t zql_evlog_reader_last_seq(const zql_evlog_reader_t *r)
+{
+  return r->last_seq;
+}
+
+/* {==== cursors ====} */
+
+int zql_evlog_cursor_open(zql_evlog_reader_t *r, const zql_evlog_range_t *range,
+                          zql_evlog_cursor_t **out, zql_strbuf_t *err)
+{
+  zql_evlog_cursor_t *c = zql_calloc(1, sizeof *c);
+  if (!c)
+    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a cursor");
+  c->r = r;
+  if (range)
+    c->range = *range;
+  else
+    zql_evlog_range_all(&c->range);
+  *out = c;
+  return 0;
+}
+
+void zql_evlog_cursor_close(zql_evlog_cursor_t *c)
+{
+  zql_free(c);
+}
+
+/* Does segment g hold anything of the range? */
+static bool seg_wanted(const rseg_t *g, const zql_evlog_range_t *q)
+{
+  return g->s.count > 0 && g->s.last_seq > q->seq_lo && g->s.first_seq <= q->seq_hi &&
+         g->s.max_ts >= q->ts_lo && g->s.min_ts < q->ts_hi;
+}
+
+/* The offset and _seq of the last sparse entry at or before `seq`. */
+static void seek(const evlog_summary_t *s, int64_t seq, size_t *off, int64_t *at)
+{
+  uint32_t lo = 0, hi = s->nsparse; /* find the last entry with entry.seq <= seq */
+  while (hi - lo > 1) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    int64_t ms;
+    uint64_t mo;
+    zql_evlog_sparse_get(s, mid, &ms, &mo);
+    if (ms <= seq)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  if (s->nsparse == 0) {
+    *off = EVLOG_HDR_SIZE;
+    *at = s->first_seq;
+    return;
+  }
+  uint64_t o;
+  zql_evlog_sparse_get(s, lo, at, &o);
+  if (*at > seq) { /* seq before the segment */
+    *off = EVLOG_HDR_SIZE;
+    *at = s->first_seq;
+    return;
+  }
+  *off = (size_t)o;
+}
+
+int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t max,
+                          zql_strbuf_t *err)
+{
+  zql_evlog_reader_t *r = c->r;
+  const zql_evlog_range_t *q = &c->range;
+  size_t got = 0;
+  while (got < max && !c->done && c->seg < r->n) {
+    rseg_t *g = &r->segs[c->seg];
+    if (c->off == 0) {
+      if (g->s.first_seq > q->seq_hi) {
+        c->done = true;
+        break;
+      }
+      if (!seg_wanted(g, q)) {
+        c->seg++;
+        continue;
+      }
+      int64_t want = q->seq_lo < g->s.first_seq ? g->s.first_seq : q->seq_lo + 1;
+      seek(&g->s, want, &c->off, &c->next);
+    }
+    while (got < max && c->off < g->s.data_end) {
+      zql_evlog_view_t v;
+      size_t flen;
+      const char *why = "record extends past the index";
+      evlog_frame_status_t st =
+          zql_evlog_frame_parse(g->base + c->off, g->s.data_end - c->off, c->next,
+                                g->info.sealed, &v, &flen, &why);
+      if (st != EVLOG_FRAME_OK)
+        return zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: %s", r->evdir, g->name,
+                              c->off, why);
+      c->off += flen;
+      c->next++;
+      if (v.seq <= q->seq_lo)
+        continue;
+      if (v.seq > q->seq_hi) {
+        c->done = true;
+        break;
+      }
+      if (v.ts < q->ts_lo || v.ts >= q->ts_hi)
+        continue;
+      views[got++] = v;
+    }
+    if (c->off >= g->s.data_end) {
+      c->seg++;
+      c->off = 0;
+    }
+  }
+  return (int)got;
+}
+
+/* {==== chunking ====} */
+
+/* Byte position (over all segments' data) where record `seq` starts; seq in
+ * [first, last + 1]. */
+static double seq_pos(const zql_evlog_reader_t *r, int64_t seq)
+{
+  for (size_t i = 0; i < r->n; i++) {
+    const rseg_t *g = &r->segs[i];
+    if (seq > g->s.last_seq)
+      continue;
+    if (seq < g->s.first_seq)
+      seq = g->s.first_seq;
+    size_t off;
+    int64_t at;
+    seek(&g->s, seq, &off, &at);
+    /* interpolate between this entry and the next one (or the data end) */
+    int64_t nseq = g->s.last_seq + 1;
+    uint64_t noff = g->s.data_end;
+    for (uint32_t k = 0; k < g->s.nsparse; k++) {
+      int64_t ks;
+      uint64_t ko;
+      zql_evlog_sparse_get(&g->s, k, &ks, &ko);
+      if (ks > at) {
+        nseq = ks;
+        noff = ko;
+        break;
+      }
+    }
+    double frac = nseq > at ? (double)(seq - at) / (double)(nseq - at) : 0.0;
+    return (double)g->pos0 + (double)(off - EVLOG_HDR_SIZE) +
+           frac * (double)(noff - off);
+  }
+  return (double)r->total;
+}
+
+/* The _seq whose start is nearest to byte position pos. */
+static int64_t pos_seq(const zql_evlog_reader_t *r, double pos)
+{
+  int64_t lo = r->first_seq, hi = r->last_seq + 1; /* positions are monotonic in seq */
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (seq_pos(r, mid) < pos)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+int zql_evlog_split(const zql_evlog_reader_t *r, int64_t lo, int64_t hi, size_t n,
+                    int64_t *bounds, zql_strbuf_t *err)
+{
+  (void)err;
+  if (lo < r->first_seq - 1)
+    lo = r->first_seq - 1;
+  if (hi > r->last_seq)
+    hi = r->last_seq;
+  if (n == 0 || hi <= lo)
+    return 0;
+  double p0 = seq_pos(r, lo + 1), p1 = seq_pos(r, hi + 1);
+  size_t k = 0;
+  bounds[k++] = lo;
+  for (size_t i = 1; i < n; i++) {
+    /* chunk boundary b: records up to b are in the chunk, so b + 1 starts the next */
+    int64_t b = pos_seq(r, p0 + (p1 - p0) * (double)i / (double)n) - 1;
+    if (b > bounds[k - 1] && b < hi)
+      bounds[k++] = b;
+  }
+  bounds[k++] = hi;
+  return (int)(k - 1);
+}

@@ -1,0 +1,690 @@
+/*
+ * test_evlog.c -- unit tests of the event log (runtime/evlog*.c, runtime services).
+ *
+ * Each test works in a fresh temporary data directory. Covered: record framing and the
+ * segment header; append and reopen with dense _seq; the _id / timestamp rules and the
+ * atomic rejection of a bad batch; the 16 MiB limit; rolling, sealing and the sparse index;
+ * cursors by _seq and by time, with pruning (a corrupt segment outside the range is never
+ * read); chunking; torn-tail recovery on open and by check --repair; an interrupted seal;
+ * corruption in a sealed segment (named file and offset); the writer lock; retention by
+ * age and by size; concurrent appenders sharing fdatasyncs.
+ */
+#include "runtime/base/zql_common.h"
+
+#include "tests/unit/unit.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "runtime/base/error.h"
+#include "runtime/base/strbuf.h"
+#include "runtime/evlog.h"
+#include "runtime/evlog_int.h"
+
+/* {==== helpers ====} */
+
+static char tmpdir[256];
+
+static int setup_dir(void **state)
+{
+  snprintf(tmpdir, sizeof tmpdir, "%s/zql-evlog.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(tmpdir))
+    return -1;
+  return 0;
+}
+
+static int teardown_dir(void **state)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/events", tmpdir);
+  DIR *d = opendir(path);
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+      if (de->d_name[0] == '.')
+        continue;
+      char f[800];
+      snprintf(f, sizeof f, "%s/%s", path, de->d_name);
+      unlink(f);
+    }
+    closedir(d);
+    rmdir(path);
+  }
+  rmdir(tmpdir);
+  return 0;
+}
+
+#define EVTEST(f) cmocka_unit_test_setup_teardown(f, setup_dir, teardown_dir)
+
+static int64_t fixed_clock(void *arg)
+{
+  return *(int64_t *)arg;
+}
+
+static int64_t clock_now = 1300000000000; /* 2011-03-13 */
+
+static zql_evlog_t *open_log(zql_evlog_sync_t sync, uint64_t seg_bytes, uint32_t stride,
+                             zql_strbuf_t *notes)
+{
+  zql_evlog_opts_t o;
+  zql_evlog_opts_init(&o);
+  o.sync = sync;
+  if (seg_bytes)
+    o.segment_bytes = seg_bytes;
+  if (stride)
+    o.index_stride = stride;
+  o.clock_ms = fixed_clock;
+  o.clock_arg = &clock_now;
+  o.notes = notes;
+  zql_evlog_t *w = NULL;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  int rc = zql_evlog_open(tmpdir, &o, &w, &err);
+  if (rc != 0)
+    fprintf(stderr, "open: %s\n", err.buf);
+  assert_int_equal(rc, 0);
+  zql_strbuf_release(&err);
+  return w;
+}
+
+/* Append `n` events {n: i, timestamp: ts0 + i*step} one batch; returns the first _seq. */
+static int64_t append_n(zql_evlog_t *w, int n, int64_t ts0, int64_t step, int base)
+{
+  bson_t *docs[64];
+  assert_true(n <= 64);
+  for (int i = 0; i < n; i++) {
+    docs[i] = bson_new();
+    BSON_APPEND_INT32(docs[i], "n", base + i);
+    BSON_APPEND_UTF8(docs[i], "pad", "some padding to make the records a bit longer");
+    BSON_APPEND_DATE_TIME(docs[i], "timestamp", ts0 + (int64_t)i * step);
+  }
+  int64_t first = 0;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  int rc = zql_evlog_append(w, (const bson_t *const *)docs, (size_t)n, &first, &err);
+  if (rc != 0)
+    fprintf(stderr, "append: %s\n", err.buf);
+  assert_int_equal(rc, 0);
+  zql_strbuf_release(&err);
+  for (int i = 0; i < n; i++)
+    bson_destroy(docs[i]);
+  return first;
+}
+
+/* Read (lo, hi] x [t0, t1) into seqs (up to max); returns the count, or the error. */
+static int scan(zql_evlog_reader_t *r, int64_t lo, int64_t hi, int64_t t0, int64_t t1,
+                int64_t *seqs, int max, zql_strbuf_t *err)
+{
+  zql_evlog_range_t q = {lo, hi, t0, t1};
+  zql_evlog_cursor_t *c;
+  assert_int_equal(zql_evlog_cursor_open(r, &q, &c, err), 0);
+  int total = 0, got;
+  zql_evlog_view_t v[7];
+  while ((got = zql_evlog_cursor_next(c, v, 7, err)) > 0) {
+    for (int i = 0; i < got; i++) {
+      bson_t b;
+      assert_true(bson_init_static(&b, v[i].doc, v[i].len));
+      if (total < max)
+        seqs[total] = v[i].seq;
+      total++;
+    }
+  }
+  zql_evlog_cursor_close(c);
+  return got < 0 ? got : total;
+}
+
+static int count_files(const char *suffix)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/events", tmpdir);
+  DIR *d = opendir(path);
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    size_t l = strlen(de->d_name), s = strlen(suffix);
+    n += l > s && strcmp(de->d_name + l - s, suffix) == 0;
+  }
+  closedir(d);
+  return n;
+}
+
+static void seg_file(char *buf, size_t n, int64_t first, bool sealed)
+{
+  char name[32];
+  zql_evlog_name(name, first, sealed);
+  snprintf(buf, n, "%s/events/%s", tmpdir, name);
+}
+
+/* {==== tests ====} */
+
+static void test_framing(void **state)
+{
+  uint8_t buf[128];
+  bson_t *d = BCON_NEW("a", BCON_INT32(1));
+  memcpy(buf + EVLOG_FRAME_HDR, bson_get_data(d), d->len);
+  zql_evlog_frame_head(buf, 42, -5, d->len);
+  size_t flen = EVLOG_FRAME_HDR + d->len;
+  assert_int_equal(evlog_ld32(buf), 16 + d->len);
+  zql_evlog_view_t v;
+  size_t got;
+  const char *why = NULL;
+  assert_int_equal(zql_evlog_frame_parse(buf, flen, 42, true, &v, &got, &why), EVLOG_FRAME_OK);
+  assert_int_equal(got, flen);
+  assert_int_equal(v.seq, 42);
+  assert_int_equal(v.ts, -5);
+  assert_int_equal(v.len, d->len);
+  assert_memory_equal(v.doc, bson_get_data(d), d->len);
+  /* any shorter prefix is incomplete */
+  for (size_t n = 0; n < flen; n++)
+    assert_int_equal(zql_evlog_frame_parse(buf, n, 42, true, &v, &got, &why), EVLOG_FRAME_SHORT);
+  /* wrong _seq, flipped bits anywhere */
+  assert_int_equal(zql_evlog_frame_parse(buf, flen, 43, true, &v, &got, &why), EVLOG_FRAME_BAD);
+  for (size_t i = 0; i < flen; i++) {
+    buf[i] ^= 0x10;
+    assert_int_not_equal(zql_evlog_frame_parse(buf, flen, 42, true, &v, &got, &why), EVLOG_FRAME_OK);
+    buf[i] ^= 0x10;
+  }
+  bson_destroy(d);
+
+  uint8_t hdr[EVLOG_HDR_SIZE];
+  zql_evlog_header_build(hdr, 4711);
+  assert_memory_equal(hdr, "ZQLEVSEG", 8);
+  int64_t first = 0;
+  assert_int_equal(zql_evlog_header_parse(hdr, sizeof hdr, &first, &why), 0);
+  assert_int_equal(first, 4711);
+  hdr[17] ^= 1;
+  assert_int_equal(zql_evlog_header_parse(hdr, sizeof hdr, &first, &why), -1);
+  assert_int_equal(zql_evlog_header_parse(hdr, 31, &first, &why), -1);
+  char name[32];
+  zql_evlog_name(name, 1, true);
+  assert_string_equal(name, "00000000000000000001.seg");
+  zql_evlog_name(name, 12345, false);
+  assert_string_equal(name, "00000000000000012345.open");
+}
+
+static void test_append_reopen(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_ALWAYS, 0, 0, NULL);
+  assert_int_equal(zql_evlog_last_seq(w), 0);
+  assert_int_equal(append_n(w, 3, 1000, 1, 0), 1);
+  assert_int_equal(append_n(w, 2, 1000, 1, 3), 4);
+  assert_int_equal(zql_evlog_last_seq(w), 5);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  w = open_log(ZQL_EVLOG_SYNC_BATCH, 0, 0, NULL);
+  assert_int_equal(zql_evlog_last_seq(w), 5);
+  assert_int_equal(append_n(w, 1, 1000, 1, 5), 6);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  int64_t seqs[16];
+  assert_int_equal(scan(r, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, seqs, 16, NULL), 6);
+  for (int i = 0; i < 6; i++)
+    assert_int_equal(seqs[i], i + 1);
+  assert_int_equal(zql_evlog_reader_first_seq(r), 1);
+  assert_int_equal(zql_evlog_reader_last_seq(r), 6);
+  assert_int_equal(zql_evlog_reader_nsegments(r), 1);
+  assert_false(zql_evlog_reader_segment(r, 0)->sealed);
+  zql_evlog_reader_close(r);
+}
+
+static void test_id_timestamp_rules(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  bson_t *keep = BCON_NEW("_id", BCON_UTF8("mine"), "timestamp", BCON_DATE_TIME(777));
+  bson_t *bare = BCON_NEW("x", BCON_INT32(1));
+  bson_t *tsonly = BCON_NEW("timestamp", BCON_TIMESTAMP(1300000000, 5));
+  const bson_t *docs[] = {keep, bare, tsonly};
+  int64_t first;
+  assert_int_equal(zql_evlog_append(w, docs, 3, &first, NULL), 0);
+  assert_int_equal(first, 1);
+
+  /* a bad timestamp rejects the whole batch, naming the field */
+  bson_t *bad = BCON_NEW("timestamp", BCON_UTF8("2011-01-01"));
+  const bson_t *batch[] = {bare, bad};
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  assert_int_equal(zql_evlog_append(w, batch, 2, &first, &err), ZQL_E_BAD_EVENT);
+  assert_non_null(strstr(err.buf, "'timestamp'"));
+  assert_non_null(strstr(err.buf, "event 1"));
+  assert_non_null(strstr(err.buf, "string"));
+  assert_int_equal(zql_evlog_last_seq(w), 3);
+  zql_strbuf_release(&err);
+  bson_t *num = BCON_NEW("timestamp", BCON_INT64(5));
+  assert_int_equal(zql_evlog_append(w, (const bson_t *[]){num}, 1, &first, NULL), ZQL_E_BAD_EVENT);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  zql_evlog_cursor_t *c;
+  assert_int_equal(zql_evlog_cursor_open(r, NULL, &c, NULL), 0);
+  zql_evlog_view_t v[4];
+  assert_int_equal(zql_evlog_cursor_next(c, v, 4, NULL), 3);
+  assert_int_equal(zql_evlog_cursor_next(c, v + 3, 1, NULL), 0);
+  bson_t b;
+  bson_iter_t it;
+  /* 1: kept as is */
+  assert_int_equal(v[0].ts, 777);
+  assert_true(bson_init_static(&b, v[0].doc, v[0].len));
+  assert_true(bson_equal(&b, keep));
+  /* 2: _id = _seq first, timestamp = write time last */
+  assert_int_equal(v[1].seq, 2);
+  assert_int_equal(v[1].ts, clock_now);
+  assert_true(bson_init_static(&b, v[1].doc, v[1].len));
+  assert_true(bson_validate(&b, BSON_VALIDATE_NONE, NULL));
+  assert_true(bson_iter_init(&it, &b) && bson_iter_next(&it));
+  assert_string_equal(bson_iter_key(&it), "_id");
+  assert_int_equal(bson_iter_type(&it), BSON_TYPE_INT64);
+  assert_int_equal(bson_iter_int64(&it), 2);
+  assert_true(bson_iter_next(&it));
+  assert_string_equal(bson_iter_key(&it), "x");
+  assert_true(bson_iter_next(&it));
+  assert_string_equal(bson_iter_key(&it), "timestamp");
+  assert_int_equal(bson_iter_type(&it), BSON_TYPE_DATE_TIME);
+  assert_int_equal(bson_iter_date_time(&it), clock_now);
+  assert_false(bson_iter_next(&it));
+  /* 3: a BSON Timestamp is accepted: seconds -> ms */
+  assert_int_equal(v[2].ts, 1300000000000);
+  assert_true(bson_init_static(&b, v[2].doc, v[2].len));
+  assert_true(bson_iter_init_find(&it, &b, "_id"));
+  assert_int_equal(bson_iter_int64(&it), 3);
+  zql_evlog_cursor_close(c);
+  zql_evlog_reader_close(r);
+  bson_destroy(keep);
+  bson_destroy(bare);
+  bson_destroy(tsonly);
+  bson_destroy(bad);
+  bson_destroy(num);
+}
+
+static void test_size_limit(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  size_t n = ZQL_EVLOG_MAX_DOC - 30;
+  uint8_t *blob = calloc(1, n);
+  assert_non_null(blob);
+  bson_t *big = bson_new();
+  BSON_APPEND_BINARY(big, "b", BSON_SUBTYPE_BINARY, blob, (uint32_t)n);
+  /* fits alone, but not with _id and timestamp added */
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  int64_t first;
+  assert_true(big->len <= ZQL_EVLOG_MAX_DOC);
+  assert_int_equal(zql_evlog_append(w, (const bson_t *[]){big}, 1, &first, &err), ZQL_E_BAD_EVENT);
+  assert_non_null(strstr(err.buf, "16 MiB"));
+  zql_strbuf_release(&err);
+  assert_int_equal(zql_evlog_last_seq(w), 0);
+  bson_destroy(big);
+  /* exactly the limit is fine */
+  big = bson_new();
+  BSON_APPEND_INT64(big, "_id", 1);
+  BSON_APPEND_DATE_TIME(big, "timestamp", 1);
+  uint32_t room = ZQL_EVLOG_MAX_DOC - big->len - (1 + 2 + 4 + 1);
+  BSON_APPEND_BINARY(big, "b", BSON_SUBTYPE_BINARY, blob, room);
+  assert_int_equal(big->len, ZQL_EVLOG_MAX_DOC);
+  assert_int_equal(zql_evlog_append(w, (const bson_t *[]){big}, 1, &first, NULL), 0);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  int64_t seqs[2];
+  assert_int_equal(scan(r, 0, 10, INT64_MIN, INT64_MAX, seqs, 2, NULL), 1);
+  zql_evlog_reader_close(r);
+  bson_destroy(big);
+  free(blob);
+}
+
+static void test_roll_seal_index(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 4096, 4, NULL);
+  for (int b = 0; b < 30; b++)
+    assert_int_equal(append_n(w, 7, 100000 + b * 7 * 1000, 1000, b * 7), b * 7 + 1);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  assert_true(count_files(".seg") >= 4);
+  assert_int_equal(count_files(".open"), 1);
+
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  size_t ns = zql_evlog_reader_nsegments(r);
+  int64_t next = 1;
+  uint64_t total = 0;
+  for (size_t i = 0; i < ns; i++) {
+    const zql_evlog_seginfo_t *s = zql_evlog_reader_segment(r, i);
+    assert_int_equal(s->first_seq, next);
+    assert_int_equal(s->sealed, i + 1 < ns);
+    if (s->sealed) {
+      assert_true(s->bytes <= 4096);
+      assert_true(s->count > 0);
+      assert_int_equal(s->min_ts, 100000 + (s->first_seq - 1) * 1000);
+      assert_int_equal(s->max_ts, 100000 + (s->last_seq - 1) * 1000);
+    }
+    next = s->last_seq + 1;
+    total += s->count;
+  }
+  assert_int_equal(total, 210);
+  int64_t seqs[256];
+  /* by _seq: (50, 120] */
+  assert_int_equal(scan(r, 50, 120, INT64_MIN, INT64_MAX, seqs, 256, NULL), 70);
+  for (int i = 0; i < 70; i++)
+    assert_int_equal(seqs[i], 51 + i);
+  /* every start point */
+  for (int64_t lo = 0; lo <= 210; lo += 13) {
+    int got = scan(r, lo, lo + 5, INT64_MIN, INT64_MAX, seqs, 256, NULL);
+    assert_int_equal(got, lo + 5 <= 210 ? 5 : 210 - lo);
+    if (got > 0)
+      assert_int_equal(seqs[0], lo + 1);
+  }
+  /* by time: [150000, 160000) is _seq 51..60 */
+  assert_int_equal(scan(r, INT64_MIN, INT64_MAX, 150000, 160000, seqs, 256, NULL), 10);
+  assert_int_equal(seqs[0], 51);
+  assert_int_equal(seqs[9], 60);
+  /* both */
+  assert_int_equal(scan(r, 55, 100, 150000, 160000, seqs, 256, NULL), 5);
+  assert_int_equal(scan(r, 300, 400, INT64_MIN, INT64_MAX, seqs, 256, NULL), 0);
+  zql_evlog_reader_close(r);
+
+  zql_evlog_check_result_t res;
+  zql_strbuf_t rep = ZQL_STRBUF_INIT;
+  assert_int_equal(zql_evlog_check(tmpdir, false, &rep, &res, NULL), 0);
+  if (res.problems)
+    fprintf(stderr, "%s", rep.buf);
+  assert_int_equal(res.problems, 0);
+  assert_int_equal(res.records, 210);
+  assert_int_equal(res.segments, ns);
+  zql_strbuf_release(&rep);
+}
+
+static void test_pruning_skips_segments(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 4096, 4, NULL);
+  for (int b = 0; b < 20; b++)
+    append_n(w, 7, 100000 + b * 7 * 1000, 1000, b * 7);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  /* Damage the records of the first segment: ranges that prune it still work. */
+  char path[512];
+  seg_file(path, sizeof path, 1, true);
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  uint8_t junk[8] = {0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef};
+  assert_int_equal(pwrite(fd, junk, sizeof junk, EVLOG_HDR_SIZE + 100), 8);
+  close(fd);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  int64_t last1 = zql_evlog_reader_segment(r, 0)->last_seq;
+  int64_t seqs[200];
+  assert_int_equal(scan(r, last1, last1 + 10, INT64_MIN, INT64_MAX, seqs, 200, NULL), 10);
+  int64_t t0 = 100000 + last1 * 1000; /* the first timestamp after segment 1 */
+  assert_int_equal(scan(r, INT64_MIN, INT64_MAX, t0, t0 + 3000, seqs, 200, NULL), 3);
+  /* a range that needs it fails, naming file and offset */
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  assert_int_equal(scan(r, 0, 140, INT64_MIN, INT64_MAX, seqs, 200, &err), ZQL_E_CORRUPT);
+  assert_non_null(strstr(err.buf, "00000000000000000001.seg"));
+  assert_non_null(strstr(err.buf, "offset "));
+  zql_strbuf_release(&err);
+  zql_evlog_reader_close(r);
+}
+
+static void test_sealed_corruption(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  append_n(w, 20, 1000, 1, 0);
+  assert_int_equal(zql_evlog_roll(w, NULL), 0);
+  append_n(w, 5, 2000, 1, 20);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  char path[512];
+  seg_file(path, sizeof path, 1, true);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  /* flip one byte of a document in the middle */
+  int fd = open(path, O_RDWR);
+  off_t at = (off_t)(EVLOG_HDR_SIZE + (st.st_size - EVLOG_HDR_SIZE) / 3);
+  uint8_t b;
+  assert_int_equal(pread(fd, &b, 1, at), 1);
+  b ^= 0x40;
+  assert_int_equal(pwrite(fd, &b, 1, at), 1);
+  close(fd);
+
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  int64_t seqs[32];
+  assert_int_equal(scan(r, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, seqs, 32, &err),
+                   ZQL_E_CORRUPT);
+  assert_non_null(strstr(err.buf, "00000000000000000001.seg': offset "));
+  zql_strbuf_release(&err);
+  zql_evlog_reader_close(r);
+
+  zql_evlog_check_result_t res;
+  zql_strbuf_t rep = ZQL_STRBUF_INIT;
+  assert_int_equal(zql_evlog_check(tmpdir, true, &rep, &res, NULL), 0);
+  assert_int_equal(res.problems, 1);
+  assert_int_equal(res.repaired, 0); /* sealed data is never "repaired" */
+  assert_non_null(strstr(rep.buf, "events/00000000000000000001.seg: offset "));
+  assert_non_null(strstr(rep.buf, "CRC mismatch"));
+  zql_strbuf_release(&rep);
+  /* the file is unchanged by --repair */
+  struct stat st2;
+  assert_int_equal(stat(path, &st2), 0);
+  assert_int_equal(st.st_size, st2.st_size);
+}
+
+static void test_torn_tail(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  append_n(w, 10, 1000, 1, 0);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  char path[512];
+  seg_file(path, sizeof path, 1, false);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  /* cut the last record in the middle */
+  assert_int_equal(truncate(path, st.st_size - 5), 0);
+  zql_strbuf_t notes = ZQL_STRBUF_INIT;
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, &notes);
+  assert_non_null(strstr(notes.buf, "truncated"));
+  assert_non_null(strstr(notes.buf, "last _seq 9"));
+  assert_int_equal(zql_evlog_last_seq(w), 9);
+  assert_int_equal(append_n(w, 1, 1000, 1, 9), 10);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  zql_strbuf_release(&notes);
+
+  /* garbage after the records: check reports it, --repair truncates it */
+  assert_int_equal(stat(path, &st), 0);
+  int fd = open(path, O_WRONLY | O_APPEND);
+  assert_int_equal(write(fd, "\x30\x00\x00\x00garbage", 11), 11);
+  close(fd);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  assert_int_equal(zql_evlog_reader_last_seq(r), 10); /* readers see complete records only */
+  zql_evlog_reader_close(r);
+  zql_evlog_check_result_t res;
+  zql_strbuf_t rep = ZQL_STRBUF_INIT;
+  assert_int_equal(zql_evlog_check(tmpdir, false, &rep, &res, NULL), 0);
+  assert_int_equal(res.problems, 1);
+  assert_non_null(strstr(rep.buf, "torn tail: 11 bytes"));
+  zql_strbuf_reset(&rep);
+  assert_int_equal(zql_evlog_check(tmpdir, true, &rep, &res, NULL), 0);
+  assert_int_equal(res.repaired, 1);
+  zql_strbuf_reset(&rep);
+  assert_int_equal(zql_evlog_check(tmpdir, false, &rep, &res, NULL), 0);
+  assert_int_equal(res.problems, 0);
+  struct stat st2;
+  assert_int_equal(stat(path, &st2), 0);
+  assert_int_equal(st2.st_size, st.st_size);
+  zql_strbuf_release(&rep);
+}
+
+static void test_interrupted_seal(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  append_n(w, 5, 1000, 1, 0);
+  assert_int_equal(zql_evlog_roll(w, NULL), 0);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  /* as if the writer died after writing the trailer, before the rename */
+  char seg[512], open6[512], open1[512];
+  seg_file(seg, sizeof seg, 1, true);
+  seg_file(open1, sizeof open1, 1, false);
+  seg_file(open6, sizeof open6, 6, false);
+  assert_int_equal(unlink(open6), 0);
+  assert_int_equal(rename(seg, open1), 0);
+  zql_strbuf_t notes = ZQL_STRBUF_INIT;
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, &notes);
+  assert_non_null(strstr(notes.buf, "finished an interrupted seal"));
+  assert_int_equal(append_n(w, 1, 1000, 1, 5), 6);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  assert_int_equal(count_files(".seg"), 1);
+  zql_strbuf_release(&notes);
+}
+
+static void test_lock(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  zql_evlog_t *w2 = NULL;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  assert_int_equal(zql_evlog_open(tmpdir, NULL, &w2, &err), ZQL_E_LOCKED);
+  assert_null(w2);
+  assert_non_null(strstr(err.buf, "locked by another writer"));
+  zql_strbuf_reset(&err);
+  /* readers and a plain check need no lock; repair does */
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  zql_evlog_reader_close(r);
+  zql_evlog_check_result_t res;
+  assert_int_equal(zql_evlog_check(tmpdir, false, NULL, &res, NULL), 0);
+  assert_true(res.writer_active);
+  assert_int_equal(zql_evlog_check(tmpdir, true, NULL, &res, &err), ZQL_E_LOCKED);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  assert_int_equal(zql_evlog_open(tmpdir, NULL, &w2, NULL), 0);
+  assert_int_equal(zql_evlog_close(w2, NULL), 0);
+  zql_strbuf_release(&err);
+}
+
+static void test_retention(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  for (int d = 0; d < 5; d++) { /* 5 sealed segments, one per "day" */
+    append_n(w, 10, (int64_t)d * 86400000, 1000, d * 10);
+    assert_int_equal(zql_evlog_roll(w, NULL), 0);
+  }
+  append_n(w, 3, 5 * 86400000LL, 1000, 50);
+  int dropped = -1;
+  /* older than 2.5 days at day 5: days 0, 1, 2 */
+  assert_int_equal(zql_evlog_retain(w, 2 * 86400000LL + 43200000, 0, 5 * 86400000LL, &dropped, NULL), 0);
+  assert_int_equal(dropped, 3);
+  assert_int_equal(count_files(".seg"), 2);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  assert_int_equal(zql_evlog_reader_first_seq(r), 31);
+  assert_int_equal(zql_evlog_reader_last_seq(r), 53);
+  int64_t seqs[64];
+  assert_int_equal(scan(r, 0, 100, INT64_MIN, INT64_MAX, seqs, 64, NULL), 23);
+  assert_int_equal(seqs[0], 31);
+  zql_evlog_reader_close(r);
+  /* by size: keep at most 1 byte: every sealed segment goes, the .open stays */
+  assert_int_equal(zql_evlog_retain(w, 0, 1, 0, &dropped, NULL), 0);
+  assert_int_equal(dropped, 2);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
+  assert_int_equal(zql_evlog_last_seq(w), 53);
+  assert_int_equal(append_n(w, 1, 0, 1, 0), 54);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+}
+
+static void test_split(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 8192, 8, NULL);
+  for (int b = 0; b < 40; b++)
+    append_n(w, 25, 0, 1, b * 25);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  int64_t bounds[9];
+  int k = zql_evlog_split(r, 0, INT64_MAX, 8, bounds, NULL);
+  assert_int_equal(k, 8);
+  assert_int_equal(bounds[0], 0);
+  assert_int_equal(bounds[8], 1000);
+  for (int i = 0; i < k; i++) {
+    int64_t size = bounds[i + 1] - bounds[i]; /* records are equal-sized here */
+    assert_true(size >= 125 - 10 && size <= 125 + 10);
+  }
+  k = zql_evlog_split(r, 100, 110, 4, bounds, NULL);
+  assert_true(k >= 1 && k <= 4);
+  assert_int_equal(bounds[0], 100);
+  assert_int_equal(bounds[k], 110);
+  for (int i = 0; i < k; i++)
+    assert_true(bounds[i] < bounds[i + 1]);
+  assert_int_equal(zql_evlog_split(r, 100, 101, 4, bounds, NULL), 1);
+  assert_int_equal(zql_evlog_split(r, 2000, 3000, 4, bounds, NULL), 0);
+  zql_evlog_reader_close(r);
+}
+
+typedef struct {
+  zql_evlog_t *w;
+  int64_t firsts[50];
+} thr_t;
+
+static void *appender(void *arg)
+{
+  thr_t *t = arg;
+  for (int i = 0; i < 50; i++) {
+    bson_t *d = BCON_NEW("i", BCON_INT32(i));
+    const bson_t *docs[] = {d, d};
+    if (zql_evlog_append(t->w, docs, 2, &t->firsts[i], NULL) != 0)
+      t->firsts[i] = -1;
+    bson_destroy(d);
+  }
+  return NULL;
+}
+
+static void test_group_commit_threads(void **state)
+{
+  zql_evlog_opts_t o;
+  zql_evlog_opts_init(&o);
+  o.sync_interval_us = 2000;
+  o.segment_bytes = 16384; /* rolls while threads wait for syncs */
+  zql_evlog_t *w;
+  assert_int_equal(zql_evlog_open(tmpdir, &o, &w, NULL), 0);
+  thr_t t[4];
+  pthread_t th[4];
+  for (int i = 0; i < 4; i++) {
+    t[i].w = w;
+    assert_int_equal(pthread_create(&th[i], NULL, appender, &t[i]), 0);
+  }
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
+  assert_int_equal(zql_evlog_last_seq(w), 400);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  /* each batch got two consecutive _seq; all batches are distinct */
+  bool seen[402] = {false};
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 50; j++) {
+      int64_t f = t[i].firsts[j];
+      assert_true(f >= 1 && f + 1 <= 400);
+      assert_false(seen[f]);
+      assert_false(seen[f + 1]);
+      seen[f] = seen[f + 1] = true;
+    }
+  zql_evlog_check_result_t res;
+  assert_int_equal(zql_evlog_check(tmpdir, false, NULL, &res, NULL), 0);
+  assert_int_equal(res.problems, 0);
+  assert_int_equal(res.records, 400);
+}
+
+int zql_unit_evlog(void)
+{
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_framing),
+      EVTEST(test_append_reopen),
+      EVTEST(test_id_timestamp_rules),
+      EVTEST(test_size_limit),
+      EVTEST(test_roll_seal_index),
+      EVTEST(test_pruning_skips_segments),
+      EVTEST(test_sealed_corruption),
+      EVTEST(test_torn_tail),
+      EVTEST(test_interrupted_seal),
+      EVTEST(test_lock),
+      EVTEST(test_retention),
+      EVTEST(test_split),
+      EVTEST(test_group_commit_threads),
+  };
+  return cmocka_run_group_tests_name("evlog", tests, NULL, NULL);
+}
