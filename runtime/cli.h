@@ -29,4 +29,8 @@ int zql_cmd_log(const zql_cli_t *cli, int argc, char **argv);    /* zql log chec
 int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv); /* zql import */
 int zql_cmd_export(const zql_cli_t *cli, int argc, char **argv); /* zql export */
 
+/* A --retain value: a duration ("30d", "1w2d", "36h") sets *max_age_ms, a size ("500MB",
+ * "2GiB", "1T"; K/M/G/T alone are binary) sets *max_bytes; the other is 0. 0 or -1. */
+int zql_parse_retain(const char *s, int64_t *max_age_ms, uint64_t *max_bytes);
+
 #endif

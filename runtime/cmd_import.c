@@ -1,7 +1,8 @@
 /*
  * cmd_import.c -- `zql import` and `zql export`: files <-> the event log (runtime services).
  *
- *   zql import [--strict] [--format auto|bson|ndjson] [--datetime] [--sync P] FILE...
+ *   zql import [--strict] [--format auto|bson|ndjson] [--datetime] [--sync P]
+ *              [--retain DURATION|SIZE] FILE...
  *   zql export [--from A] [--to B] [--format bson|ndjson|ndjson-canonical] [--gzip]
  *              [-o FILE]
  *
@@ -270,7 +271,9 @@ static void import_usage(FILE *f)
           "  --strict               stop at the first invalid record, importing nothing\n"
           "  --format auto|bson|ndjson  the input format (default: detected)\n"
           "  --datetime             turn Zarkov's {\"$datetime\": seconds} into dates\n"
-          "  --sync always|batch|none   fsync policy while importing (default batch)\n");
+          "  --sync always|batch|none   fsync policy while importing (default batch)\n"
+          "  --retain DURATION|SIZE then drop sealed segments older than DURATION (30d) or,\n"
+          "                         oldest first, beyond SIZE (10GB); see zql log retain\n");
 }
 
 int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv)
@@ -279,6 +282,9 @@ int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv)
   zql_evlog_opts_t lo;
   zql_evlog_opts_init(&lo);
   bool strict = false;
+  const char *retain = NULL;
+  int64_t retain_age = 0;
+  uint64_t retain_bytes = 0;
   char **files = zql_calloc((size_t)argc + 1, sizeof *files);
   int nfiles = 0;
   if (!files)
@@ -293,6 +299,13 @@ int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv)
       strict = true;
     } else if (strcmp(a, "--datetime") == 0) {
       ro.datetime = true;
+    } else if (strcmp(a, "--retain") == 0) {
+      if (i + 1 >= argc || zql_parse_retain(argv[i + 1], &retain_age, &retain_bytes) != 0) {
+        status = usage_fail("import", "--retain needs a duration (30d) or a size (10GB)",
+                            i + 1 < argc ? argv[i + 1] : NULL);
+        goto out;
+      }
+      retain = argv[++i];
     } else if (strcmp(a, "--format") == 0 || strcmp(a, "--sync") == 0) {
       if (i + 1 >= argc) {
         status = usage_fail("import", "missing value after", a);
@@ -381,6 +394,19 @@ int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv)
     }
   }
   progress(&im, 0, true);
+  if (retain && status == EXIT_OK) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int dropped = 0;
+    zql_strbuf_reset(&err);
+    if (zql_evlog_retain(im.log, retain_age, retain_bytes,
+                         (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, &dropped, &err) != 0) {
+      fprintf(stderr, "zql import: --retain %s: %s\n", retain, err.buf);
+      status = EXIT_FAIL;
+    } else if (dropped && cli->verbosity >= 0) {
+      fprintf(stderr, "zql import: --retain %s: dropped %d sealed segments\n", retain, dropped);
+    }
+  }
   zql_strbuf_reset(&err);
   if (zql_evlog_close(im.log, &err) != 0) {
     fprintf(stderr, "zql import: %s\n", err.buf);

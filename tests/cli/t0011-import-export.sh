@@ -47,6 +47,12 @@ stderr_matches 'the unparsable line is named' 'bad.ndjson:2:'
 stderr_matches 'the wrong timestamp type is named with its line' "bad.ndjson:3: invalid record: field 'timestamp'"
 stderr_matches 'the summary counts both' 'imported 2 events .*skipped 2 invalid'
 expect_exit 0 'the log verifies' "$ZQL" --data d5 log check
+expect_exit 0 'zql log retain with a duration' "$ZQL" --data d1 log retain 36500d
+stdout_matches 'nothing is old enough to drop' 'dropped 0 sealed segments'
+expect_exit 0 'zql log retain --retain SIZE' "$ZQL" --data d1 log retain --retain 10GB
+expect_exit 2 'a bad retention limit is a usage error' "$ZQL" --data d1 log retain 10x
+expect_exit 0 'import --retain applies the limit after importing' "$ZQL" --data d1 import --retain 1TB ev.bson
+expect_exit 2 'import --retain needs a valid limit' "$ZQL" --data d1 import --retain soon ev.bson
 expect_exit 2 'import without files is a usage error' "$ZQL" --data d5 import
 expect_exit 1 'a missing input file is an error' "$ZQL" --data d5 import no-such-file.bson
 

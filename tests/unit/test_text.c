@@ -11,6 +11,7 @@
 
 #include "runtime/base/regex_guard.h"
 #include "runtime/base/strdist.h"
+#include "runtime/cli.h"
 
 static void test_edit_distance(void **state)
 {
@@ -74,11 +75,44 @@ static void test_regex_guard(void **state)
   expect_guard("((((((((((((((((((((a))))))))))))))))))))", true); /* 20 levels */
 }
 
+static void expect_retain(const char *s, int rc, int64_t age, uint64_t bytes)
+{
+  int64_t a = -1;
+  uint64_t b = 1;
+  assert_int_equal(zql_parse_retain(s, &a, &b), rc);
+  if (rc == 0) {
+    assert_int_equal(a, age);
+    assert_int_equal(b, bytes);
+  }
+}
+
+static void test_parse_retain(void **state)
+{
+  expect_retain("30d", 0, 30LL * 86400000, 0);
+  expect_retain("1w2d", 0, 9LL * 86400000, 0);
+  expect_retain("36h", 0, 36LL * 3600000, 0);
+  expect_retain("10m", 0, 600000, 0);           /* lower-case m: minutes */
+  expect_retain("10M", 0, 0, 10ull << 20);      /* upper-case M: MiB */
+  expect_retain("500MB", 0, 0, 500000000ull);
+  expect_retain("2GiB", 0, 0, 2ull << 30);
+  expect_retain("1T", 0, 0, 1ull << 40);
+  expect_retain("1gb", 0, 0, 1000000000ull);
+  expect_retain("", -1, 0, 0);
+  expect_retain("5x", -1, 0, 0);
+  expect_retain("0d", -1, 0, 0);
+  expect_retain("0MB", -1, 0, 0);
+  expect_retain("1h1d", -1, 0, 0);              /* parts largest first */
+  expect_retain("d", -1, 0, 0);
+  expect_retain("99999999999999999999d", -1, 0, 0);
+  expect_retain("99999999999TB", -1, 0, 0);
+}
+
 int zql_unit_text(void)
 {
   const struct CMUnitTest tests[] = {
       ZQL_UNIT_TEST(test_edit_distance),
       ZQL_UNIT_TEST(test_regex_guard),
+      ZQL_UNIT_TEST(test_parse_retain),
   };
   return cmocka_run_group_tests_name("text", tests, NULL, NULL);
 }
