@@ -43,10 +43,15 @@
  *     then (others append meanwhile and will share the next fdatasync);
  *   - else lead: target = written_seq, syncing = true, unlock, fdatasync, lock,
  *     synced_seq = target, broadcast.
- * So at most one fdatasync is in flight, at most one starts per interval (batch), and
- * every appender that arrived during one waits for the next, which covers them all
- * (PostgreSQL's commit_delay/group commit, Redis' appendfsync choices). Policy always is
- * interval 0. Policy none returns after pwrite. A seal fdatasyncs and so advances
+ * So at most one fdatasync is in flight, at most one starts per interval, and every
+ * appender that arrived during one waits for the next, which covers them all
+ * (PostgreSQL's group commit). Policy always runs this loop with interval 0 in the
+ * appending threads. Policy batch is Redis' appendfsync everysec with a 10 ms second:
+ * append returns once its records are written (they survive a crash of the process at
+ * once, and a crash of the machine once the next fdatasync is done), and a background
+ * syncer thread runs the same loop for written_seq, starting at most one fdatasync per
+ * interval, so an acknowledged record is exposed to power loss for at most about one
+ * interval plus one fdatasync. Policy none returns after pwrite and syncs on seal/close. A seal fdatasyncs and so advances
  * synced_seq; it first waits for an in-flight fdatasync to finish, because that one uses
  * the segment's descriptor, which the seal closes.
  *
@@ -104,6 +109,9 @@ struct zql_evlog {
   bool syncing;
   struct timespec last_sync;
   bool broken;
+  /* policy batch: the background syncer thread (see "Group commit" above) */
+  pthread_t syncer;
+  bool syncer_running, stopping;
   zql_strbuf_t buf; /* frames being built */
 };
 
@@ -464,6 +472,34 @@ static void evlog_free(zql_evlog_t *w)
   zql_free(w);
 }
 
+static int wait_durable(zql_evlog_t *w, int64_t mine, bool now_please, zql_strbuf_t *err);
+
+/* Policy batch: the thread that makes appended records durable, at most one fdatasync per
+ * sync_interval, so that appends return as soon as their records are written (Redis'
+ * appendfsync everysec; the exposure window of an acknowledged record is one interval). */
+static void *syncer_main(void *arg)
+{
+  zql_evlog_t *w = arg;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  pthread_mutex_lock(&w->mu);
+  while (!w->stopping && !w->broken) {
+    if (w->written_seq > w->synced_seq) {
+      zql_strbuf_reset(&err);
+      (void)wait_durable(w, w->written_seq, false, &err); /* failure: w->broken */
+      continue;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    int64_t ns = until.tv_nsec + w->opts.sync_interval_us * 1000;
+    until.tv_sec += ns / 1000000000;
+    until.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&w->cond, &w->mu, &until); /* an append or close wakes it */
+  }
+  pthread_mutex_unlock(&w->mu);
+  zql_strbuf_release(&err);
+  return NULL;
+}
+
 int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **out,
                    zql_strbuf_t *err)
 {
@@ -537,6 +573,14 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   }
   zql_free(ents);
   w->written_seq = w->synced_seq = w->next_seq - 1;
+  if (w->opts.sync == ZQL_EVLOG_SYNC_BATCH) {
+    if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
+      rc = zql_evlog_fail(err, ZQL_E_NOMEM, "cannot start the event log's sync thread");
+      evlog_free(w);
+      return rc;
+    }
+    w->syncer_running = true;
+  }
   *out = w;
   return 0;
 fail:
@@ -790,8 +834,10 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
   }
   w->written_seq = w->next_seq - 1;
   pthread_mutex_unlock(&w->append_mu); /* the next batch may be written during our wait */
-  if (w->opts.sync != ZQL_EVLOG_SYNC_NONE)
+  if (w->opts.sync == ZQL_EVLOG_SYNC_ALWAYS)
     rc = wait_durable(w, w->written_seq, false, err);
+  else if (w->opts.sync == ZQL_EVLOG_SYNC_BATCH)
+    pthread_cond_broadcast(&w->cond); /* the syncer makes it durable within the interval */
   pthread_mutex_unlock(&w->mu);
   if (rc == 0 && first_seq)
     *first_seq = seq0;
@@ -885,6 +931,14 @@ int zql_evlog_close(zql_evlog_t *w, zql_strbuf_t *err)
   if (!w)
     return 0;
   int rc = 0;
+  if (w->syncer_running) {
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->syncer, NULL);
+    w->syncer_running = false;
+  }
   pthread_mutex_lock(&w->append_mu);
   pthread_mutex_lock(&w->mu);
   while (w->syncing)

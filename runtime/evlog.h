@@ -54,7 +54,7 @@
 /* ==== writer ==== */
 
 typedef enum zql_evlog_sync {
-  ZQL_EVLOG_SYNC_BATCH = 0, /* group commit: at most one fdatasync per interval; default */
+  ZQL_EVLOG_SYNC_BATCH = 0, /* background fdatasync at most once per interval; default */
   ZQL_EVLOG_SYNC_ALWAYS,    /* fdatasync before every append returns (still grouped) */
   ZQL_EVLOG_SYNC_NONE       /* never on append; on seal and close only */
 } zql_evlog_sync_t;
@@ -84,7 +84,9 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
 /* Append n documents as one batch, atomically validated: either all get consecutive _seq
  * (the first is stored in *first_seq) or none is written (ZQL_E_BAD_EVENT names the
  * document's index in the batch and the problem). Returns when the batch is durable under
- * the policy. Thread-safe. An I/O error, or running out of memory in the middle of a
+ * the policy: always, fdatasynced (group commit); batch, written to the file and
+ * fdatasynced by the background syncer within the interval (Redis everysec); none,
+ * written. Thread-safe. An I/O error, or running out of memory in the middle of a
  * batch, makes the writer unusable (every later call fails with ZQL_E_IO; close and
  * reopen, which recovers: records of a failed batch were never acknowledged). */
 int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_t *first_seq,
