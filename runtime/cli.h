@@ -18,6 +18,7 @@
 
 typedef struct zql_cli {
   const char *data_dir; /* --data DIR, else $ZQL_DATA, else "./zql-data" */
+  bool data_explicit;   /* --data was given on the command line */
   bool color;           /* colour diagnostics on stderr */
   int verbosity;        /* -1 quiet, 0 normal, 1 verbose */
   bool stderr_tty;      /* progress output allowed */

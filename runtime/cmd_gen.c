@@ -3,6 +3,11 @@
  *
  *   zql gen --events N [--seed S] [--days D] [--projects P] [--users U]
  *           [--start ISO-DATE] [--format ndjson|bson|ndjson-canonical] [--gzip] [-o FILE]
+ *           [--log]
+ *
+ * Where the events go: -o FILE (or -o - for stdout); else, with --log or with `--data DIR`
+ * on the command line (`zql --data D gen ...`), appended to that data directory's event
+ * log (runtime/evlog.c) in batches; else stdout.
  *
  * Pipeline position: a command-line front for runtime/gen.c (the events) and
  * runtime/ioformat.c (the file formats); main_zql.c calls zql_cmd_gen with the global
@@ -24,8 +29,10 @@
 #include <stdarg.h>
 #include <unistd.h>
 
+#include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/cli.h"
+#include "runtime/evlog.h"
 #include "runtime/ioformat.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -49,7 +56,9 @@ static void usage(FILE *f)
         "  --format F          ndjson (relaxed extended JSON, the default), bson\n"
         "                      (concatenated, mongodump style) or ndjson-canonical\n"
         "  -z, --gzip          gzip the output (implied by -o FILE.gz)\n"
-        "  -o, --output FILE   write to FILE instead of stdout\n"
+        "  -o, --output FILE   write to FILE (\"-\": stdout)\n"
+        "  --log               append to the event log of the data directory; the default\n"
+        "                      when --data DIR is on the command line and -o is not\n"
         "  -h, --help          show this help\n",
         f);
 }
@@ -97,6 +106,55 @@ static int write_one(const bson_t *doc, void *arg)
   return zql_iowriter_write(s->w, doc, s->err);
 }
 
+/* Append the events to the data directory's log, BATCH events per zql_evlog_append. */
+static int gen_to_log(const zql_cli_t *cli, const zql_gen_opts_t *go)
+{
+  enum { BATCH = 4096 };
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  zql_gen_t *g = NULL;
+  zql_evlog_t *log = NULL;
+  bson_t **docs = zql_calloc(BATCH, sizeof *docs);
+  size_t n = 0;
+  int64_t first = 0, seq;
+  int rc = docs ? zql_gen_new(go, &g, &err) : ZQL_E_NOMEM;
+  if (rc == 0)
+    rc = zql_evlog_open(cli->data_dir, NULL, &log, &err);
+  const bson_t *doc;
+  while (rc == 0 && zql_gen_next(g, &doc) == 1) {
+    if (!(docs[n] = bson_copy(doc))) {
+      rc = ZQL_E_NOMEM;
+      break;
+    }
+    if (++n == BATCH || zql_gen_count(g) == go->events) {
+      rc = zql_evlog_append(log, (const bson_t *const *)docs, n, &seq, &err);
+      if (rc == 0 && !first)
+        first = seq;
+      for (size_t i = 0; i < n; i++)
+        bson_destroy(docs[i]);
+      n = 0;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    bson_destroy(docs[i]);
+  if (log) {
+    int crc = zql_evlog_close(log, rc == 0 ? &err : NULL);
+    if (rc == 0)
+      rc = crc;
+  }
+  zql_gen_free(g);
+  zql_free(docs);
+  if (rc != 0) {
+    fprintf(stderr, "zql gen: error: %s\n", err.len ? err.buf : zql_strerror(rc));
+    zql_strbuf_release(&err);
+    return EXIT_FAIL;
+  }
+  if (cli->verbosity >= 0)
+    fprintf(stderr, "zql gen: appended %" PRIu64 " events to %s/events (_seq %" PRId64 "..%" PRId64 ")\n",
+            go->events, cli->data_dir, first, go->events ? first + (int64_t)go->events - 1 : first - 1);
+  zql_strbuf_release(&err);
+  return EXIT_OK;
+}
+
 int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv)
 {
   zql_gen_opts_t go;
@@ -104,6 +162,7 @@ int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv)
   zql_iowriter_opts_t wo = {ZQL_IOFMT_NDJSON, false, 0};
   const char *output = NULL;
   bool have_events = false;
+  bool to_log = false;
 
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
@@ -113,6 +172,10 @@ int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv)
     }
     if (strcmp(arg, "-z") == 0 || strcmp(arg, "--gzip") == 0) {
       wo.gzip = true;
+      continue;
+    }
+    if (strcmp(arg, "--log") == 0) {
+      to_log = true;
       continue;
     }
     /* the options with a value: "--name VALUE" or "--name=VALUE" */
@@ -174,6 +237,12 @@ int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv)
   }
   if (!have_events)
     return usage_error("missing --events N (how many events to generate)");
+  if (to_log && output)
+    return usage_error("--log and -o are exclusive");
+  if (!output && cli && cli->data_explicit)
+    to_log = true;
+  if (to_log)
+    return gen_to_log(cli, &go);
   if (output && !*output)
     return usage_error("-o needs a file name");
   if (output && strcmp(output, "-") == 0)

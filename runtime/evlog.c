@@ -874,6 +874,14 @@ int zql_evlog_roll(zql_evlog_t *w, zql_strbuf_t *err)
   return rc;
 }
 
+int64_t zql_evlog_durable_seq(zql_evlog_t *w)
+{
+  pthread_mutex_lock(&w->mu);
+  int64_t d = w->synced_seq;
+  pthread_mutex_unlock(&w->mu);
+  return d;
+}
+
 int64_t zql_evlog_last_seq(zql_evlog_t *w)
 {
   pthread_mutex_lock(&w->mu);

@@ -97,6 +97,10 @@ int zql_evlog_sync(zql_evlog_t *w, zql_strbuf_t *err);
 int zql_evlog_roll(zql_evlog_t *w, zql_strbuf_t *err);
 /* The last assigned _seq (0 for an empty log), and the next one to be assigned. */
 int64_t zql_evlog_last_seq(zql_evlog_t *w);
+/* The last _seq known to be on stable storage (fdatasynced). Runs scheduled in the
+ * writer's process bound their (lo, hi] by it, so no run ever counts an event that a
+ * machine crash could take back (and whose _seq would then be reused). */
+int64_t zql_evlog_durable_seq(zql_evlog_t *w);
 /* Retention: remove sealed segments, oldest first, while the oldest has max timestamp
  * < now_ms - max_age_ms (max_age_ms > 0) or the log's total bytes exceed max_bytes
  * (max_bytes > 0). The .open segment is never removed. *ndropped (may be NULL) gets the

@@ -616,6 +616,7 @@ int main(int argc, char **argv)
     const char *env = getenv("ZQL_DATA");
     zql_cli_t cli = {
         .data_dir = o.data_dir ? o.data_dir : (env && *env ? env : "./zql-data"),
+        .data_explicit = o.data_dir != NULL,
         .color = use_color(&o),
         .verbosity = o.verbosity,
         .stderr_tty = isatty(STDERR_FILENO) != 0,

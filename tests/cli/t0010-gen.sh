@@ -87,4 +87,19 @@ expect_exit 1 'an unwritable output file exits 1' \
   "$ZQL" gen --events 1 -o "$TEST_TMP/no/such/dir/x.json"
 stderr_matches 'it names the file' "no/such/dir/x.json"
 
+# ---- into the event log -------------------------------------------------------------------
+expect_exit 0 'zql --data D gen appends to the data directory' "$ZQL" --data gd gen --events 5000 --seed 9
+stderr_matches 'it says where the events went' 'appended 5000 events to gd/events \(_seq 1\.\.5000\)'
+expect_exit 0 'zql gen --log appends again' "$ZQL" gen --log --events 10 --seed 9 --data gd
+expect_output '' 'and says nothing on stdout' "$ZQL" gen --log --events 1 --seed 9 --data gd -q
+expect_exit 0 'the log holds 5011 events' "$ZQL" --data gd log stat
+stdout_matches 'log stat counts them' '^total +1 +5011 '
+expect_exit 0 'the generated events read back' "$ZQL" --data gd export --to 5000 --format bson -o gd.bson
+run "$ZQL" gen --events 5000 --seed 9 --format bson -o plain.bson
+ok 'the log added _id (13 bytes) to each of the 5000 events and changed nothing else' \
+  test "$(wc -c <gd.bson)" -eq "$(( $(wc -c <plain.bson) + 5000 * 13 ))"
+expect_exit 0 '-o - writes to stdout even with --data' "$ZQL" --data gd gen --events 2 --seed 9 -o -
+ok 'two lines' test "$(wc -l <"$TEST_TMP/stdout")" -eq 2
+expect_exit 2 '--log and -o are exclusive' "$ZQL" gen --log --events 1 -o x.json
+
 done_testing

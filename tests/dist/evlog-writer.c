@@ -170,7 +170,7 @@ int main(int argc, char **argv)
   if (argc >= 4 && strcmp(argv[1], "verify") == 0)
     return do_verify(argv[2], argv[3]);
   if (argc >= 2 && strcmp(argv[1], "log") == 0) {
-    zql_cli_t cli = {getenv("ZQL_DATA") ? getenv("ZQL_DATA") : "./zql-data", false, 0, false};
+    zql_cli_t cli = {.data_dir = getenv("ZQL_DATA") ? getenv("ZQL_DATA") : "./zql-data"};
     return zql_cmd_log(&cli, argc - 1, argv + 1);
   }
   fprintf(stderr, "usage: evlog-writer append|recover|verify|log ...\n");

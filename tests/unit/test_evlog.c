@@ -211,10 +211,16 @@ static void test_append_reopen(void **state)
   assert_int_equal(append_n(w, 3, 1000, 1, 0), 1);
   assert_int_equal(append_n(w, 2, 1000, 1, 3), 4);
   assert_int_equal(zql_evlog_last_seq(w), 5);
+  assert_int_equal(zql_evlog_durable_seq(w), 5); /* always: durable when append returns */
   assert_int_equal(zql_evlog_close(w, NULL), 0);
   w = open_log(ZQL_EVLOG_SYNC_BATCH, 0, 0, NULL);
   assert_int_equal(zql_evlog_last_seq(w), 5);
+  assert_int_equal(zql_evlog_durable_seq(w), 5); /* what was there at open is on disk */
   assert_int_equal(append_n(w, 1, 1000, 1, 5), 6);
+  /* batch: the background syncer makes it durable within the interval (10 ms) */
+  for (int i = 0; i < 500 && zql_evlog_durable_seq(w) < 6; i++)
+    usleep(2000);
+  assert_int_equal(zql_evlog_durable_seq(w), 6);
   assert_int_equal(zql_evlog_close(w, NULL), 0);
 
   zql_evlog_reader_t *r;

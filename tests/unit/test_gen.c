@@ -468,7 +468,7 @@ static int cmd(const char *a0, ...)
     argv[argc++] = (char *)a;
   va_end(ap);
   argv[argc] = NULL;
-  zql_cli_t cli = {"./zql-data", false, 0, false};
+  zql_cli_t cli = {.data_dir = "./zql-data"};
   return zql_cmd_gen(&cli, argc, argv);
 }
 
