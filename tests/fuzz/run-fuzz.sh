@@ -1,7 +1,10 @@
 #!/bin/sh
 # run-fuzz.sh -- build the libFuzzer targets with clang + ASan + UBSan and fuzz the front end.
 #
-#   tests/fuzz/run-fuzz.sh [SECONDS]        (default 600)
+#   tests/fuzz/run-fuzz.sh [SECONDS [TARGET]]   (default 600 parse)
+#
+# TARGET is parse (the ZQL front end, fuzz_parse) or ioformat (the import path:
+# format detection, gzip, BSON framing, extended JSON; fuzz_ioformat).
 #
 # Builds in its own directory, $ZQL_FUZZ_DIR (default build-fuzz/ in the source tree), so
 # it never disturbs a normal build: from a VPATH build when the source tree is not
@@ -19,6 +22,11 @@ set -eu
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-600}
+target=${2:-parse}
+case $target in
+  parse | ioformat) ;;
+  *) echo "run-fuzz: unknown target '$target' (parse or ioformat)" >&2; exit 2 ;;
+esac
 work=${ZQL_FUZZ_DIR:-$here/build-fuzz}
 build=$work/build
 
@@ -29,7 +37,7 @@ fi
 mkdir -p "$work" "$work/corpus" "$work/artifacts"
 
 # ---- build ------------------------------------------------------------------------------
-if [ ! -x "$build/tests/fuzz/fuzz_parse" ] || [ "${ZQL_FUZZ_REBUILD:-0}" = 1 ]; then
+if [ ! -x "$build/tests/fuzz/fuzz_$target" ] || [ "${ZQL_FUZZ_REBUILD:-0}" = 1 ]; then
   rm -rf "$build"
   [ -x "$here/configure" ] || (cd "$here" && autoreconf -fi)
   if [ -f "$here/config.status" ]; then
@@ -62,21 +70,33 @@ fi
 cd "$build"
 
 # ---- seeds ------------------------------------------------------------------------------
-seeds=$work/seeds
+seeds=$work/seeds-$target
 rm -rf "$seeds"
 mkdir -p "$seeds"
-for f in "$here"/examples/*.zql "$here"/tests/*/*.zql; do
-  [ -f "$f" ] || continue
-  d=$(basename "$(dirname "$f")")
-  cp "$f" "$seeds/$d-$(basename "$f")"
-done
-if [ -f "$here/docs/language.md" ]; then
-  (cd "$seeds" && awk '
-    /^[ \t]*```/ {
-      if (!inside && $0 ~ /^[ \t]*```zql[ \t]*$/) { inside = 1; n++; f = sprintf("language-%02d.zql", n); printf "" > f; next }
-      if (inside) { inside = 0; close(f); next }
-    }
-    inside { print > f }' "$here/docs/language.md")
+if [ "$target" = ioformat ]; then
+  # small files of every input format zql import reads, made by zql itself
+  z=$build/zql
+  "$z" gen --events 20 --seed 1 -o "$seeds/ndjson.json" 2>/dev/null
+  "$z" gen --events 20 --seed 2 --format bson -o "$seeds/dump.bson" 2>/dev/null
+  "$z" gen --events 20 --seed 3 --format ndjson-canonical -o "$seeds/canonical.json" 2>/dev/null
+  "$z" gen --events 20 --seed 4 -o "$seeds/ndjson.json.gz" 2>/dev/null
+  printf '{"type": "x", "timestamp": {"$datetime": 1300000000.5}}\n' >"$seeds/zarkov.json"
+  dict=
+else
+  for f in "$here"/examples/*.zql "$here"/tests/*/*.zql; do
+    [ -f "$f" ] || continue
+    d=$(basename "$(dirname "$f")")
+    cp "$f" "$seeds/$d-$(basename "$f")"
+  done
+  if [ -f "$here/docs/language.md" ]; then
+    (cd "$seeds" && awk '
+      /^[ \t]*```/ {
+        if (!inside && $0 ~ /^[ \t]*```zql[ \t]*$/) { inside = 1; n++; f = sprintf("language-%02d.zql", n); printf "" > f; next }
+        if (inside) { inside = 0; close(f); next }
+      }
+      inside { print > f }' "$here/docs/language.md")
+  fi
+  dict=-dict=$here/tests/fuzz/zql.dict
 fi
 echo "run-fuzz: $(ls "$seeds" | wc -l) seed files, fuzzing for ${secs}s"
 
@@ -85,9 +105,11 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export ASAN_OPTIONS UBSAN_OPTIONS
 rc=0
-./tests/fuzz/fuzz_parse -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
-  -max_len=65536 -dict="$here/tests/fuzz/zql.dict" -print_final_stats=1 \
-  -artifact_prefix="$work/artifacts/" "$work/corpus" "$seeds" >"$work/fuzz.log" 2>&1 || rc=$?
+mkdir -p "$work/corpus-$target"
+# shellcheck disable=SC2086
+./tests/fuzz/fuzz_$target -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 \
+  -max_len=65536 $dict -print_final_stats=1 \
+  -artifact_prefix="$work/artifacts/" "$work/corpus-$target" "$seeds" >"$work/fuzz.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ]; then
   tail -n 60 "$work/fuzz.log"
   echo "run-fuzz: FAILED (status $rc); artifacts in $work/artifacts, log in $work/fuzz.log"
