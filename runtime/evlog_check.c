@@ -23,6 +23,8 @@
  */
 #include "runtime/base/zql_common.h"
 
+#include <time.h>
+
 #include "runtime/evlog.h"
 
 #include <errno.h>
@@ -183,7 +185,7 @@ static int64_t check_open(ck_t *k, const evlog_entry_t *e, int fd, const char *p
   return s.last_seq;
 }
 
-int zql_evlog_check(const char *dir, bool repair, zql_strbuf_t *report,
+static int check_once(const char *dir, bool repair, zql_strbuf_t *report,
                     zql_evlog_check_result_t *res, zql_strbuf_t *err)
 {
   memset(res, 0, sizeof *res);
@@ -215,13 +217,26 @@ int zql_evlog_check(const char *dir, bool repair, zql_strbuf_t *report,
   if ((rc = zql_evlog_list(evdir, &ents, &n, err)) < 0)
     goto out;
   int64_t prev_last = 0;
-  for (size_t i = 0; i < n; i++) {
-    const evlog_entry_t *e = &ents[i];
+  /* Follow the chain by name from the first listed segment (segment NNN is followed by
+   * segment last_seq + 1): readdir() can miss files that an active writer creates and
+   * seals while we list. A listed segment the chain does not reach is checked too. */
+  size_t li = 0;
+  evlog_entry_t cur;
+  bool have = n > 0, first_seg = true;
+  if (have)
+    cur = ents[0];
+  while (have) {
+    const evlog_entry_t *e = &cur;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", evdir, e->name);
     int fd = open(path, (repair && !e->sealed ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && !e->sealed && res->writer_active)
-      continue; /* sealed meanwhile; the .seg was not listed: nothing to check reliably */
+    if (fd < 0 && errno == ENOENT && !e->sealed) {
+      /* sealed since we looked: check the .seg instead */
+      zql_evlog_name(cur.name, cur.first_seq, true);
+      cur.sealed = true;
+      snprintf(path, sizeof path, "%s/%s", evdir, e->name);
+      fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
     if (fd < 0) {
       rc = zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
       goto out;
@@ -236,9 +251,10 @@ int zql_evlog_check(const char *dir, bool repair, zql_strbuf_t *report,
     res->segments++;
     const char *why;
     int64_t first = e->first_seq, last;
-    if (i > 0 && first != prev_last + 1)
+    if (!first_seg && first != prev_last + 1)
       problem(&k, e->name, 16, "starts at _seq %" PRId64 " but the previous segment ends at %" PRId64,
               first, prev_last);
+    first_seg = false;
     if (e->sealed) {
       int64_t hs;
       if (zql_evlog_header_parse(buf, size, &hs, &why) < 0) {
@@ -256,6 +272,31 @@ int zql_evlog_check(const char *dir, bool repair, zql_strbuf_t *report,
     prev_last = last;
     zql_free(buf);
     close(fd);
+    if (!e->sealed)
+      break; /* the .open segment is the last one */
+    /* the next segment by name (.seg, .open, .seg again: it may be sealed meanwhile) */
+    int64_t next = last + 1;
+    have = false;
+    for (int probe = 0; probe < 3 && !have && last >= first; probe++) {
+      char np[4096];
+      evlog_entry_t cand;
+      cand.first_seq = next;
+      cand.sealed = probe != 1;
+      zql_evlog_name(cand.name, next, cand.sealed);
+      snprintf(np, sizeof np, "%s/%s", evdir, cand.name);
+      if (access(np, F_OK) == 0) {
+        cur = cand;
+        have = true;
+      }
+    }
+    if (!have) { /* continue with the next listed segment, if any (the gap is a problem) */
+      while (li < n && ents[li].first_seq <= first)
+        li++;
+      if (li < n) {
+        cur = ents[li];
+        have = true;
+      }
+    }
   }
   rc = 0;
 out:
@@ -263,5 +304,29 @@ out:
   if (lock_fd >= 0)
     close(lock_fd);
   zql_free(evdir);
+  return rc;
+}
+
+/*
+ * Next to an active writer, a listing and the files read after it can disagree while a
+ * segment is being sealed (see zql_evlog_list): a check that finds problems while a writer
+ * is active is run again, a few times, and only problems that persist are reported.
+ */
+int zql_evlog_check(const char *dir, bool repair, zql_strbuf_t *report,
+                    zql_evlog_check_result_t *res, zql_strbuf_t *err)
+{
+  int rc = 0;
+  for (int attempt = 0; attempt < 10; attempt++) {
+    size_t mark = report ? report->len : 0;
+    rc = check_once(dir, repair, report, res, err);
+    if (rc < 0 || !res->writer_active || res->problems == 0 || attempt == 9)
+      return rc;
+    if (report) { /* forget this attempt's lines */
+      report->len = mark;
+      report->buf[mark] = '\0';
+    }
+    struct timespec ts = {0, 2000000L * (attempt + 1)};
+    nanosleep(&ts, NULL);
+  }
   return rc;
 }

@@ -57,6 +57,8 @@
  */
 #include "runtime/base/zql_common.h"
 
+#include <time.h>
+
 #include "runtime/evlog_int.h"
 
 #include <dirent.h>
@@ -337,7 +339,8 @@ static int entry_cmp(const void *a, const void *b)
   return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
 }
 
-int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err)
+/* One readdir pass; see zql_evlog_list. */
+static int list_once(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err)
 {
   *out = NULL;
   *n = 0;
@@ -406,6 +409,33 @@ int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf
   *out = v;
   *n = len;
   return 0;
+}
+
+/*
+ * readdir() is not atomic with respect to rename(): while a writer seals NNN.open into
+ * NNN.seg and creates the next .open, one listing can show both names of the segment, or
+ * the old .open followed by the new one. Neither state exists on disk (the rename is
+ * atomic), so a listing that looks corrupt is taken again, a few times, before the
+ * corruption is believed: a reader or `zql log check` next to a busy writer never reports
+ * a segment that was merely being sealed.
+ */
+int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err)
+{
+  int rc = 0;
+  for (int attempt = 0; attempt < 20; attempt++) {
+    zql_strbuf_t e = ZQL_STRBUF_INIT;
+    rc = list_once(evdir, out, n, &e);
+    if (rc != ZQL_E_CORRUPT || attempt == 19) {
+      if (rc < 0 && err)
+        zql_strbuf_add(err, e.buf, e.len);
+      zql_strbuf_release(&e);
+      return rc;
+    }
+    zql_strbuf_release(&e);
+    struct timespec ts = {0, 1000000L * (attempt + 1)}; /* 1, 2, 3 ... ms */
+    nanosleep(&ts, NULL);
+  }
+  return rc;
 }
 
 int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zql_strbuf_t *err)

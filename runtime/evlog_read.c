@@ -26,6 +26,8 @@
  */
 #include "runtime/base/zql_common.h"
 
+#include <time.h>
+
 #include "runtime/evlog.h"
 
 #include <errno.h>
@@ -179,7 +181,8 @@ out:
   return rc;
 }
 
-int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
+/* One attempt at a snapshot; see zql_evlog_reader_open. */
+static int reader_open_once(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
 {
   *out = NULL;
   zql_evlog_reader_t *r = zql_calloc(1, sizeof *r);
@@ -198,27 +201,48 @@ int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_
   int rc = zql_evlog_list(r->evdir, &ents, &n, err);
   if (rc < 0)
     goto fail;
-  r->segs = zql_calloc(n ? n : 1, sizeof *r->segs);
+  size_t cap = n + 4;
+  r->segs = zql_calloc(cap, sizeof *r->segs);
   if (!r->segs) {
     rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
     goto fail;
   }
   r->first_seq = n ? ents[0].first_seq : 1;
   r->last_seq = r->first_seq - 1;
-  for (size_t i = 0; i < n; i++) {
+  /* The listing only tells where the log starts: from there the chain is followed by
+   * name, segment NNN being followed by segment (its last _seq + 1), because readdir()
+   * can miss a file that a busy writer creates and seals while we list. */
+  size_t li = 0; /* the listed entry we start from */
+  evlog_entry_t cur;
+  if (n > 0)
+    cur = ents[0];
+  while (n > 0) {
+    if (r->n == cap) {
+      rseg_t *ns = zql_reallocarray(r->segs, cap * 2, sizeof *ns);
+      if (!ns) {
+        rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+        goto fail;
+      }
+      memset(ns + cap, 0, cap * sizeof *ns);
+      cap *= 2;
+      r->segs = ns;
+      for (size_t k = 0; k < r->n; k++)
+        r->segs[k].info.name = r->segs[k].name;
+    }
     rseg_t *g = &r->segs[r->n];
-    memcpy(g->name, ents[i].name, sizeof g->name);
+    memcpy(g->name, cur.name, sizeof g->name);
     g->info.name = g->name;
     r->n++;
-    if ((rc = load_seg(r, g, &ents[i], err)) < 0)
+    if ((rc = load_seg(r, g, &cur, err)) < 0)
       goto fail;
     if (rc == 1) { /* the oldest segment vanished: the snapshot starts at the next one */
       r->n--;
       memset(g, 0, sizeof *g);
-      if (i + 1 < n) {
-        r->first_seq = ents[i + 1].first_seq;
-        r->last_seq = r->first_seq - 1;
-      }
+      if (++li >= n)
+        break;
+      cur = ents[li];
+      r->first_seq = cur.first_seq;
+      r->last_seq = r->first_seq - 1;
       continue;
     }
     if (g->s.first_seq != r->last_seq + 1) {
@@ -230,6 +254,34 @@ int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_
     r->last_seq = g->s.last_seq;
     g->pos0 = r->total;
     r->total += g->s.data_end - EVLOG_HDR_SIZE;
+    if (!g->info.sealed)
+      break; /* the .open segment is the last one */
+    /* the next segment: sealed, or being written (try .seg again in case it was sealed
+     * between the two probes) */
+    int64_t next = r->last_seq + 1;
+    bool found = false;
+    for (int probe = 0; probe < 3 && !found; probe++) {
+      bool sealed = probe != 1;
+      char path[4096];
+      zql_evlog_name(cur.name, next, sealed);
+      snprintf(path, sizeof path, "%s/%s", r->evdir, cur.name);
+      if (access(path, F_OK) == 0) {
+        cur.first_seq = next;
+        cur.sealed = sealed;
+        found = true;
+      }
+    }
+    if (!found) {
+      /* the end, unless the listing knows of later segments: then one is missing */
+      for (size_t k = 0; k < n; k++)
+        if (ents[k].first_seq > next) {
+          rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+                              "'%s': no segment starts at _seq %" PRId64 " but '%s' starts later",
+                              r->evdir, next, ents[k].name);
+          goto fail;
+        }
+      break;
+    }
   }
   zql_free(ents);
   *out = r;
@@ -237,6 +289,32 @@ int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_
 fail:
   zql_free(ents);
   zql_evlog_reader_close(r);
+  return rc;
+}
+
+/*
+ * A snapshot is taken without any lock, so a writer can seal the .open segment, start the
+ * next one and seal that too while we list and read: the pieces then disagree (a
+ * segment that seems to start past the end of the previous one). That state never exists
+ * on disk, so an inconsistent snapshot is taken again, a few times, with short pauses,
+ * before the inconsistency is reported as corruption.
+ */
+int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
+{
+  int rc = 0;
+  for (int attempt = 0; attempt < 20; attempt++) {
+    zql_strbuf_t e = ZQL_STRBUF_INIT;
+    rc = reader_open_once(dir, out, &e);
+    if (rc != ZQL_E_CORRUPT || attempt == 19) {
+      if (rc < 0 && err)
+        zql_strbuf_add(err, e.buf, e.len);
+      zql_strbuf_release(&e);
+      return rc;
+    }
+    zql_strbuf_release(&e);
+    struct timespec ts = {0, 1000000L * (attempt + 1)};
+    nanosleep(&ts, NULL);
+  }
   return rc;
 }
 
