@@ -34,6 +34,7 @@
 #include "runtime/base/strbuf.h"
 #include "runtime/cli.h"
 #include "runtime/evlog.h"
+#include "runtime/gen.h"
 #include "runtime/ioformat.h"
 
 #define BATCH_DOCS 4096
@@ -447,24 +448,10 @@ static int parse_bound(const char *s, bool *is_seq, int64_t *v)
     *v = n;
     return 0;
   }
-  /* let libbson's extended-JSON parser read the date */
-  zql_strbuf_t js = ZQL_STRBUF_INIT;
-  zql_strbuf_adds(&js, "{\"d\": {\"$date\": ");
-  zql_strbuf_add_quoted(&js, s, strlen(s));
-  zql_strbuf_adds(&js, "}}");
-  bson_error_t be;
-  bson_t *doc = js.oom ? NULL : bson_new_from_json((const uint8_t *)js.buf, (ssize_t)js.len, &be);
-  zql_strbuf_release(&js);
-  bson_iter_t it;
-  int rc = -1;
-  if (doc && bson_iter_init_find(&it, doc, "d") && BSON_ITER_HOLDS_DATE_TIME(&it)) {
-    *is_seq = false;
-    *v = bson_iter_date_time(&it);
-    rc = 0;
-  }
-  if (doc)
-    bson_destroy(doc);
-  return rc;
+  if (zql_gen_parse_date(s, v) != 0)
+    return -1;
+  *is_seq = false;
+  return 0;
 }
 
 static void export_usage(FILE *f)

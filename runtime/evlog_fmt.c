@@ -419,13 +419,15 @@ static int list_once(const char *evdir, evlog_entry_t **out, size_t *n, zql_strb
  * corruption is believed: a reader or `zql log check` next to a busy writer never reports
  * a segment that was merely being sealed.
  */
-int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err)
+int zql_evlog_retry_corrupt(int (*once)(void *arg, zql_strbuf_t *err), void *arg,
+                            zql_strbuf_t *err)
 {
+  enum { ATTEMPTS = 20 };
   int rc = 0;
-  for (int attempt = 0; attempt < 20; attempt++) {
+  for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
     zql_strbuf_t e = ZQL_STRBUF_INIT;
-    rc = list_once(evdir, out, n, &e);
-    if (rc != ZQL_E_CORRUPT || attempt == 19) {
+    rc = once(arg, &e);
+    if (rc != ZQL_E_CORRUPT || attempt == ATTEMPTS - 1) {
       if (rc < 0 && err)
         zql_strbuf_add(err, e.buf, e.len);
       zql_strbuf_release(&e);
@@ -436,6 +438,24 @@ int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf
     nanosleep(&ts, NULL);
   }
   return rc;
+}
+
+typedef struct {
+  const char *evdir;
+  evlog_entry_t **out;
+  size_t *n;
+} list_args_t;
+
+static int list_attempt(void *arg, zql_strbuf_t *err)
+{
+  list_args_t *a = arg;
+  return list_once(a->evdir, a->out, a->n, err);
+}
+
+int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err)
+{
+  list_args_t a = {evdir, out, n};
+  return zql_evlog_retry_corrupt(list_attempt, &a, err);
 }
 
 int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zql_strbuf_t *err)

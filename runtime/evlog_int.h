@@ -108,6 +108,12 @@ typedef struct evlog_entry {
  * are ignored. Fails with ZQL_E_CORRUPT on two files with the same first _seq or an
  * .open that is not last. */
 int zql_evlog_list(const char *evdir, evlog_entry_t **out, size_t *n, zql_strbuf_t *err);
+/* Call once(arg, err) until it returns something else than ZQL_E_CORRUPT, at most 20
+ * times with growing 1..20 ms pauses: for lock-free views of a directory a writer is
+ * changing, whose transient inconsistencies never exist on disk. The last attempt's
+ * message goes to err. */
+int zql_evlog_retry_corrupt(int (*once)(void *arg, zql_strbuf_t *err), void *arg,
+                            zql_strbuf_t *err);
 void zql_evlog_name(char *buf, int64_t first_seq, bool sealed);
 /* Read a whole file into a zql_malloc'ed buffer (size in *len). */
 int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zql_strbuf_t *err);

@@ -26,7 +26,6 @@
  */
 #include "runtime/base/zql_common.h"
 
-#include <time.h>
 
 #include "runtime/evlog.h"
 
@@ -299,23 +298,21 @@ fail:
  * on disk, so an inconsistent snapshot is taken again, a few times, with short pauses,
  * before the inconsistency is reported as corruption.
  */
+typedef struct {
+  const char *dir;
+  zql_evlog_reader_t **out;
+} open_args_t;
+
+static int open_attempt(void *arg, zql_strbuf_t *err)
+{
+  open_args_t *a = arg;
+  return reader_open_once(a->dir, a->out, err);
+}
+
 int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
 {
-  int rc = 0;
-  for (int attempt = 0; attempt < 20; attempt++) {
-    zql_strbuf_t e = ZQL_STRBUF_INIT;
-    rc = reader_open_once(dir, out, &e);
-    if (rc != ZQL_E_CORRUPT || attempt == 19) {
-      if (rc < 0 && err)
-        zql_strbuf_add(err, e.buf, e.len);
-      zql_strbuf_release(&e);
-      return rc;
-    }
-    zql_strbuf_release(&e);
-    struct timespec ts = {0, 1000000L * (attempt + 1)};
-    nanosleep(&ts, NULL);
-  }
-  return rc;
+  open_args_t a = {dir, out};
+  return zql_evlog_retry_corrupt(open_attempt, &a, err);
 }
 
 size_t zql_evlog_reader_nsegments(const zql_evlog_reader_t *r)
