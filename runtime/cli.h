@@ -29,6 +29,10 @@ int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv);    /* zql gen */
 int zql_cmd_log(const zql_cli_t *cli, int argc, char **argv);    /* zql log check|stat */
 int zql_cmd_import(const zql_cli_t *cli, int argc, char **argv); /* zql import */
 int zql_cmd_export(const zql_cli_t *cli, int argc, char **argv); /* zql export */
+int zql_cmd_run(const zql_cli_t *cli, int argc, char **argv);    /* zql run */
+int zql_cmd_explain(const zql_cli_t *cli, int argc, char **argv);/* zql explain */
+int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv);/* zql compile */
+int zql_cmd_adhoc(const zql_cli_t *cli, int argc, char **argv);  /* zql -c 'QUERY' */
 
 /* A --retain value: a duration ("30d", "1w2d", "36h") sets *max_age_ms, a size ("500MB",
  * "2GiB", "1T"; K/M/G/T alone are binary) sets *max_bytes; the other is 0. 0 or -1. */

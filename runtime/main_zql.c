@@ -24,7 +24,7 @@
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_USAGE = 2 };
 
-typedef enum { DUMP_NONE, DUMP_TOKENS, DUMP_AST, DUMP_CHECKED } dump_t;
+typedef enum { DUMP_NONE, DUMP_TOKENS, DUMP_AST, DUMP_CHECKED, DUMP_PLAN } dump_t;
 
 typedef struct {
   int color; /* -1 auto, 0 never, 1 always */
@@ -45,6 +45,9 @@ static const struct {
     {"log", zql_cmd_log},
     {"import", zql_cmd_import},
     {"export", zql_cmd_export},
+    {"run", zql_cmd_run},
+    {"explain", zql_cmd_explain},
+    {"compile", zql_cmd_compile},
 };
 
 static void usage(FILE *f)
@@ -63,12 +66,19 @@ static void usage(FILE *f)
           "                               the event log of the data directory\n"
           "  export [--from A --to B]     write the log's events (ndjson or --format bson)\n"
           "  log check [--repair] | stat  verify or describe the event log of the data directory\n"
+          "  run FILE [--dry-run] ...     run the aggregates of FILE (.zql or .zqlc) over the\n"
+          "                               event log and print their rows (zql run --help)\n"
+          "  explain FILE [NAME...]       print the plans of FILE's aggregates and queries;\n"
+          "                               --analyze runs them and adds per-stage figures\n"
+          "  compile FILE.zql [-o F.zqlc] compile FILE's statements into a plan file\n"
+          "  -c 'QUERY; ...'              run ad-hoc queries: --format table|csv|json|ndjson,\n"
+          "                               --threads N, --mem-limit SIZE, --now DATE\n"
           "\n"
           "Options (anywhere on the line):\n"
           "  --data DIR                   the data directory (default $ZQL_DATA or ./zql-data)\n"
-          "  --dump=tokens|ast|checked FILE...\n"
-          "                               print the tokens, the raw syntax tree or the\n"
-          "                               checked tree of each file\n"
+          "  --dump=tokens|ast|checked|plan FILE...\n"
+          "                               print the tokens, the raw syntax tree, the\n"
+          "                               checked tree or the plans (with bytecode) of each file\n"
           "  --list-functions[=text|markdown]\n"
           "                               list every built-in function and aggregator\n"
           "  --color=auto|always|never    colour diagnostics (default auto; NO_COLOR is\n"
@@ -554,8 +564,19 @@ int main(int argc, char **argv)
     return EXIT_ERRORS;
   }
   int status = EXIT_OK;
+  /* `zql -c 'QUERY' [options]`: every argument but the global options is the ad-hoc
+   * command's, wherever -c stands */
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (strcmp(argv[i], "-c") == 0) {
+      command = "-c";
+      delegate = zql_cmd_adhoc;
+      rest[nrest++] = argv[i];
+      break;
+    }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (delegate == zql_cmd_adhoc && a == rest[0])
+      continue;
     int g = no_more_opts ? 0 : global_option(&o, argc, argv, &i);
     if (g < 0) {
       status = EXIT_USAGE;
@@ -590,8 +611,10 @@ int main(int argc, char **argv)
         o.dump = DUMP_AST;
       else if (strcmp(v, "checked") == 0)
         o.dump = DUMP_CHECKED;
+      else if (strcmp(v, "plan") == 0)
+        o.dump = DUMP_PLAN;
       else {
-        status = usage_error("invalid --dump stage '%s' (tokens, ast or checked)", v);
+        status = usage_error("invalid --dump stage '%s' (tokens, ast, checked or plan)", v);
         goto out;
       }
       if (command) { /* `zql FILE --dump=ast`: the "command" was a file */
@@ -625,6 +648,26 @@ int main(int argc, char **argv)
     status = delegate(&cli, nrest, rest);
   } else if (o.list_functions) {
     status = cmd_list_functions(o.list_functions);
+  } else if (o.dump == DUMP_PLAN) {
+    if (command)
+      rest[nrest++] = (char *)command;
+    /* the plans with their bytecode: zql explain --dump-program FILE... */
+    char **args = zql_calloc((size_t)nrest + 3, sizeof *args);
+    if (!args) {
+      status = EXIT_ERRORS;
+      goto out;
+    }
+    int na = 0;
+    args[na++] = (char *)"explain";
+    args[na++] = (char *)"--dump-program";
+    for (int i = 0; i < nrest; i++)
+      args[na++] = rest[i];
+    const char *env = getenv("ZQL_DATA");
+    zql_cli_t cli = {o.data_dir ? o.data_dir : (env && *env ? env : "./zql-data"),
+                     o.data_dir != NULL, use_color(&o), o.verbosity,
+                     isatty(STDERR_FILENO) != 0};
+    status = zql_cmd_explain(&cli, na, args);
+    zql_free(args);
   } else if (o.dump != DUMP_NONE) {
     if (command)
       rest[nrest++] = (char *)command;

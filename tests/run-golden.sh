@@ -21,6 +21,16 @@
 #   errors/   zql check -q --color=never NAME.zql    stderr vs NAME.err; exit status 1,
 #             or 0 when NAME starts with "warn-" (warnings only)
 #   examples/ zql check -q NAME.zql          exit status 0 and empty stderr
+#   plan/     zql explain NAME.zql           stdout vs NAME.plan (stderr must be empty)
+#   queries/  zql --data D run NAME.zql --format ndjson --now T, over the events of a
+#             fixture imported into a fresh data directory D: stdout, then (when not
+#             empty) a line "--- stderr" and stderr, vs NAME.expected. The same run with
+#             --threads 1, 2 and 8 and with --mem-limit 4K (every group spills) must give
+#             byte-identical output (resolved point 14). Header lines of NAME.zql set the
+#             fixture and extra arguments:
+#               -- fixture: FILE   (under tests/queries/fixtures/; default events.ndjson)
+#               -- args: ARGS      (default: --now 2024-01-08T00:00:00Z)
+#               -- status: N       (expected exit status; default 0)
 #
 # The actual output goes to NAME.out (stderr of lex/parse/checked to NAME.err.out, stdout
 # of errors/examples to NAME.stdout.out) in the build tree's copy of the test's directory, and is compared with `diff -u`, which is
@@ -212,6 +222,63 @@ case $kind in
       cat "$out"
       fail "exit status $status; an example must check cleanly (status 0, no diagnostics)"
     fi
+    ;;
+
+  plan)
+    cmd_shown="cd $reldir && zql explain $file"
+    echo "$cmd_shown"
+    run_zql "$out" "$errout" explain "$file"
+    check_died "$errout"
+    if [ "$status" -ne 0 ] || [ -s "$errout" ]; then
+      echo "--- stderr:"
+      cat "$errout"
+      fail "exit status $status; explain must succeed with nothing on stderr"
+    fi
+    compare "$tdir/$name.plan" "$out" "stdout" || fail "plan differs"
+    ;;
+
+  queries)
+    fixture=$(sed -n 's/^-- fixture: *//p' "$tdir/$file" | head -n 1)
+    fixture=${fixture:-events.ndjson}
+    args=$(sed -n 's/^-- args: *//p' "$tdir/$file" | head -n 1)
+    args=${args:---now 2024-01-08T00:00:00Z}
+    want=$(sed -n 's/^-- status: *//p' "$tdir/$file" | head -n 1)
+    want=${want:-0}
+    data=$outdir/$name.data
+    rm -rf "$data"
+    (cd "$tdir" && $limit "$zql" --data "$data" -q import "fixtures/$fixture") \
+      >"$errout" 2>&1 || { cat "$errout"; fail "cannot import fixtures/$fixture"; }
+    combined() { # $1: extra options; writes $2
+      # shellcheck disable=SC2086
+      run_zql "$2.o" "$2.e" --data "$data" run "$file" --format ndjson --no-progress $args $1
+      check_died "$2.e"
+      if [ "$status" -ne "$want" ]; then
+        cat "$2.e"
+        fail "exit status $status, expected $want ($1)"
+      fi
+      cat "$2.o" >"$2"
+      if [ -s "$2.e" ]; then
+        echo "--- stderr" >>"$2"
+        cat "$2.e" >>"$2"
+      fi
+      rm -f "$2.o" "$2.e"
+    }
+    cmd_shown="cd $reldir && zql --data D run $file --format ndjson $args --threads 1"
+    echo "$cmd_shown"
+    combined "--threads 1" "$out"
+    rc=0
+    compare "$tdir/$name.expected" "$out" "output" || rc=1
+    for variant in "--threads 2" "--threads 8" "--threads 3 --mem-limit 4K"; do
+      combined "$variant" "$out.v"
+      if ! cmp -s "$out" "$out.v"; then
+        diff -u "$out" "$out.v"
+        echo "output with $variant differs from --threads 1 (resolved point 14)"
+        rc=1
+      fi
+      rm -f "$out.v"
+    done
+    rm -rf "$data"
+    [ $rc -eq 0 ] || fail "output differs"
     ;;
 
   *)

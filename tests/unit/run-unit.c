@@ -39,6 +39,7 @@ static const group_t groups[] = {
     {"source", zql_unit_source}, {"parse", zql_unit_parse},   {"registry", zql_unit_registry},
     {"text", zql_unit_text},     {"crc32c", zql_unit_crc32c}, {"evlog", zql_unit_evlog},
     {"gen", zql_unit_gen},       {"ioformat", zql_unit_ioformat},
+    {"func", zql_unit_func},     {"output", zql_unit_output},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

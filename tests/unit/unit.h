@@ -37,6 +37,8 @@ int zql_unit_crc32c(void); /* tests/unit/test_crc32c.c */
 int zql_unit_evlog(void);  /* tests/unit/test_evlog.c */
 int zql_unit_gen(void);      /* tests/unit/test_gen.c */
 int zql_unit_ioformat(void); /* tests/unit/test_ioformat.c */
+int zql_unit_func(void);     /* tests/unit/test_func.c */
+int zql_unit_output(void);   /* tests/unit/test_output.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);

@@ -1,0 +1,20 @@
+/*
+ * pool.h -- run N independent tasks on T threads (stage 4, local execution).
+ *
+ * zql_pool_run(T, n, fn, arg) calls fn(arg, task, worker) once for every task in
+ * [0, n), on min(T, n) threads (the calling thread is worker 0), handing out task
+ * indexes from an atomic counter so that fast workers take more tasks. It returns when
+ * every task ran, with the first non-zero value a task returned (later tasks still run:
+ * each task reports its own errors). Map tasks (chunks) and reduce tasks (partitions) both
+ * run through it.
+ */
+#ifndef ZQL_POOL_H
+#define ZQL_POOL_H
+
+#include "runtime/base/zql_common.h"
+
+typedef int (*zql_task_fn)(void *arg, uint32_t task, uint32_t worker);
+
+int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg);
+
+#endif

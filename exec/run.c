@@ -1,0 +1,989 @@
+/*
+ * run.c -- the local driver: MAP -> SHUFFLE/SORT (with spill) -> REDUCE (stage 4).
+ *
+ * Pipeline position: runtime/cmd_run.c (zql run, zql -c, EXPLAIN ANALYZE) prepares a plan
+ * (vm.c) and calls zql_exec_run with an input (the event log); the result rows go to an
+ * output writer (exec/output.c) or, later, the results store.
+ *
+ * MAP. The input's _seq range is cut into chunks of roughly equal bytes (at least 4 per
+ * thread, at most 8 MiB each, so threads stay busy to the end). Chunks are map tasks: a
+ * worker takes the next chunk, reads its events in batches of 256, fills the path
+ * registers (extract.c), runs the map program (vm.c), which feeds the worker's group
+ * tables (the combiner: one partial state per key per worker), and resets its batch arena
+ * after each batch.
+ *
+ * SPILL. When a worker's group tables and aggregator heaps exceed its share of
+ * --mem-limit, it sorts its groups by (partition, key bytes), writes them as a run of
+ * BSON documents {k: <key bytes>, s: {<slot>: <saved state>}} to an unlinked temporary
+ * file in the data directory's tmp area, remembers where each partition starts, and
+ * empties its tables. Only partial states are written, never events.
+ *
+ * SHUFFLE + REDUCE. Partition = XXH3(key bytes) % R. A reduce task is one (table,
+ * partition): it sorts each worker's in-memory groups of that partition by key, opens the
+ * partition's segment of every spilled run (each already sorted), and k-way merges all of
+ * them by key bytes (a binary heap), merging the states of equal keys into one
+ * accumulator block, which is finalized (the table's final program: computed fields,
+ * having, rank and order-by values) as soon as the next key differs. So a reduce task
+ * holds one group at a time beyond its inputs.
+ *
+ * OUTPUT. Rows of all partitions are sorted by key bytes (R7 order of the normalised keys:
+ * deterministic whatever the threads, chunks or spills), then `rank ... limit N within`
+ * keeps the top N per within-group (ties by key bytes), then an ad-hoc `order by` sorts
+ * (R7, NULL first ascending, ties broken by the remaining columns then key bytes) and
+ * `limit/offset` cut.
+ */
+#include "runtime/base/zql_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exec/exec_int.h"
+#include "exec/pool.h"
+#include "runtime/base/alloc.h"
+#include "runtime/base/error.h"
+
+#define BATCH 256
+#define CHUNK_BYTES (8u << 20)
+#define MAX_CHUNKS 4096
+
+void zql_run_opts_init(zql_run_opts_t *o)
+{
+  memset(o, 0, sizeof *o);
+  o->threads = 1;
+  o->ts_lo = INT64_MIN;
+  o->ts_hi = INT64_MAX;
+}
+
+static double now_s(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* {==== run state ======================================================================== */
+
+typedef struct spill {
+  int fd;
+  uint32_t table;
+  uint64_t *off;          /* R + 1 partition start offsets */
+} spill_t;
+
+typedef struct wstate {
+  zql_vm_t vm;
+  spill_t *spills;
+  uint32_t nspills, capspills;
+  uint64_t peak;
+} wstate_t;
+
+typedef struct row {
+  const uint8_t *key;
+  uint32_t klen;
+  zql_val_t *v;           /* ncols values, then the rank value, then the order values */
+} row_t;
+
+typedef struct rows {
+  row_t *v;
+  uint64_t n, cap;
+  zql_arena_t *arena;
+} rows_t;
+
+typedef struct run {
+  const zql_xplan_t *x;
+  const zql_plan_t *p;
+  const zql_input_t *in;
+  const zql_run_opts_t *o;
+  int64_t *bounds;
+  uint32_t nchunks;
+  int64_t ts_lo, ts_hi;
+  wstate_t *w;
+  unsigned nw;
+  uint32_t R;
+  uint64_t budget;        /* bytes per worker before spilling (0: none) */
+  rows_t *parts;          /* ntables * R */
+  atomic_ullong events, bytes, groups;
+  pthread_mutex_t lock;
+  zql_strbuf_t err;       /* the first error message */
+  int rc;
+} run_t;
+
+static void run_fail(run_t *r, int code, const char *msg)
+{
+  pthread_mutex_lock(&r->lock);
+  if (!r->rc) {
+    r->rc = code;
+    zql_strbuf_adds(&r->err, msg);
+  }
+  pthread_mutex_unlock(&r->lock);
+}
+
+static uint64_t worker_mem(const run_t *r, const wstate_t *w)
+{
+  uint64_t m = w->vm.actx.heap > 0 ? (uint64_t)w->vm.actx.heap : 0;
+  for (uint32_t t = 0; t < r->p->ntables; t++)
+    m += w->vm.tables[t].bytes;
+  return m;
+}
+
+/* }==== */
+
+/* {==== spill ============================================================================ */
+
+typedef struct sortent {
+  uint32_t part;
+  const zql_group_t *g;
+} sortent_t;
+
+static int key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
+{
+  int c = memcmp(a, b, al < bl ? al : bl);
+  return c ? c : (al > bl) - (al < bl);
+}
+
+static int sortent_cmp(const void *pa, const void *pb)
+{
+  const sortent_t *a = pa, *b = pb;
+  if (a->part != b->part)
+    return a->part < b->part ? -1 : 1;
+  return key_cmp(a->g->key, a->g->klen, b->g->key, b->g->klen);
+}
+
+static bool write_all(int fd, const void *buf, size_t n)
+{
+  const char *p = buf;
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return false;
+    p += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+static int spill_table(run_t *r, wstate_t *w, uint32_t t)
+{
+  zql_hashagg_t *h = &w->vm.tables[t];
+  if (h->n == 0)
+    return 0;
+  const zql_aggslots_t *s = &r->x->slots[t];
+  sortent_t *v = zql_calloc(h->n, sizeof *v);
+  uint64_t *off = zql_calloc(r->R + 1, sizeof *off);
+  if (!v || !off) {
+    zql_free(v);
+    zql_free(off);
+    return ZQL_E_NOMEM;
+  }
+  uint64_t n = 0;
+  for (uint64_t i = 0; i < h->cap; i++)
+    if (h->tab[i].g)
+      v[n++] = (sortent_t){(uint32_t)(h->tab[i].hash % r->R), h->tab[i].g};
+  qsort(v, n, sizeof *v, sortent_cmp);
+
+  const char *dir = r->o->tmp_dir ? r->o->tmp_dir : getenv("TMPDIR");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/zql-spill-XXXXXX", dir && *dir ? dir : "/tmp");
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    zql_free(v);
+    zql_free(off);
+    char msg[4200];
+    snprintf(msg, sizeof msg, "cannot create a spill file in %s: %s", dir ? dir : "/tmp",
+             strerror(errno));
+    run_fail(r, ZQL_E_IO, msg);
+    return ZQL_E_IO;
+  }
+  unlink(path); /* gone with the process, whatever happens */
+  uint64_t pos = 0;
+  uint32_t part = 0;
+  int rc = 0;
+  bson_t doc, st, one;
+  for (uint64_t i = 0; i < n && !rc; i++) {
+    while (part <= v[i].part)
+      off[part++] = pos;
+    bson_init(&doc);
+    bson_append_binary(&doc, "k", 1, BSON_SUBTYPE_BINARY, v[i].g->key, v[i].g->klen);
+    bson_append_document_begin(&doc, "s", 1, &st);
+    for (uint32_t k = 0; k < s->n && !rc; k++) {
+      char kb[16];
+      const char *key;
+      bson_uint32_to_string(k, &key, kb, sizeof kb);
+      bson_append_document_begin(&st, key, -1, &one);
+      rc = s->defs[k]->save(v[i].g->states + s->offset[k], &one);
+      bson_append_document_end(&st, &one);
+    }
+    bson_append_document_end(&doc, &st);
+    if (!rc && !write_all(fd, bson_get_data(&doc), doc.len))
+      rc = ZQL_E_IO;
+    pos += doc.len;
+    bson_destroy(&doc);
+  }
+  while (part <= r->R)
+    off[part++] = pos;
+  zql_free(v);
+  if (!rc && w->nspills == w->capspills) {
+    uint32_t cap = w->capspills ? w->capspills * 2 : 8;
+    spill_t *ns = zql_reallocarray(w->spills, cap, sizeof *ns);
+    if (!ns)
+      rc = ZQL_E_NOMEM;
+    else {
+      w->spills = ns;
+      w->capspills = cap;
+    }
+  }
+  if (rc) {
+    close(fd);
+    zql_free(off);
+    if (rc == ZQL_E_IO)
+      run_fail(r, rc, "cannot write a spill file (disk full?)");
+    return rc;
+  }
+  w->spills[w->nspills++] = (spill_t){fd, t, off};
+  zql_hashagg_clear(h, &w->vm.actx);
+  return 0;
+}
+
+static int spill(run_t *r, wstate_t *w)
+{
+  for (uint32_t t = 0; t < r->p->ntables; t++) {
+    int rc = spill_table(r, w, t);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* }==== */
+
+/* {==== map ============================================================================== */
+
+static int map_task(void *arg, uint32_t chunk, uint32_t worker)
+{
+  run_t *r = arg;
+  if (r->rc)
+    return r->rc;
+  wstate_t *w = &r->w[worker];
+  zql_vm_t *vm = &w->vm;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  void *cur = NULL;
+  int rc = r->in->open(r->in->arg, r->bounds[chunk], r->bounds[chunk + 1], r->ts_lo,
+                       r->ts_hi, &cur, &err);
+  if (rc) {
+    run_fail(r, rc, err.buf);
+    zql_strbuf_release(&err);
+    return rc;
+  }
+  zql_event_t ev[BATCH];
+  for (;;) {
+    int n = r->in->next(cur, ev, BATCH, &err);
+    if (n < 0) {
+      rc = n;
+      run_fail(r, rc, err.buf);
+      break;
+    }
+    if (n == 0)
+      break;
+    uint64_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+      vm->seq = ev[i].seq;
+      bytes += ev[i].len;
+      zql_extract(vm, &ev[i]);
+      rc = zql_vm_exec(vm, &r->p->map, vm->regs, 0);
+      if (rc)
+        break;
+    }
+    vm->events += (uint64_t)n;
+    zql_arena_reset(vm->batch);
+    if (rc) {
+      run_fail(r, rc, "out of memory while aggregating (lower --threads or raise --mem-limit)");
+      break;
+    }
+    atomic_fetch_add(&r->events, (unsigned long long)n);
+    atomic_fetch_add(&r->bytes, bytes);
+    uint64_t m = worker_mem(r, w);
+    if (m > w->peak)
+      w->peak = m;
+    if (r->budget && m > r->budget && (rc = spill(r, w)) != 0) {
+      if (!r->rc)
+        run_fail(r, rc, "cannot spill partial states");
+      break;
+    }
+    if (worker == 0 && r->o->progress)
+      r->o->progress(r->o->progress_arg, atomic_load(&r->events), atomic_load(&r->bytes));
+    if (r->rc)
+      break;
+  }
+  r->in->close(cur);
+  zql_strbuf_release(&err);
+  return rc;
+}
+
+/* }==== */
+
+/* {==== reduce =========================================================================== */
+
+/* One sorted input of a k-way merge: a worker's in-memory groups, or a spilled run. */
+typedef struct source {
+  /* in memory */
+  const zql_group_t **g;
+  uint64_t n, i;
+  /* spilled */
+  int fd;
+  uint64_t pos, end;
+  uint8_t *buf;
+  size_t cap;
+  bson_t doc;              /* current record (static view of buf) */
+  /* current key */
+  const uint8_t *key;
+  uint32_t klen;
+} source_t;
+
+static int group_key_cmp(const void *pa, const void *pb)
+{
+  const zql_group_t *a = *(const zql_group_t *const *)pa, *b = *(const zql_group_t *const *)pb;
+  return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+static bool pread_all(int fd, void *buf, size_t n, uint64_t off)
+{
+  char *p = buf;
+  while (n) {
+    ssize_t got = pread(fd, p, n, (off_t)off);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      return false;
+    p += got;
+    n -= (size_t)got;
+    off += (uint64_t)got;
+  }
+  return true;
+}
+
+/* Advance a source to its next key: 1, 0 at the end, < 0 on error. */
+static int source_next(source_t *s)
+{
+  if (!s->buf) {
+    if (s->i >= s->n)
+      return 0;
+    s->key = s->g[s->i]->key;
+    s->klen = s->g[s->i]->klen;
+    s->i++;
+    return 1;
+  }
+  if (s->pos >= s->end)
+    return 0;
+  uint8_t lenb[4];
+  if (!pread_all(s->fd, lenb, 4, s->pos))
+    return ZQL_E_IO;
+  uint32_t len = (uint32_t)lenb[0] | (uint32_t)lenb[1] << 8 | (uint32_t)lenb[2] << 16 |
+                 (uint32_t)lenb[3] << 24;
+  if (len < 5 || len > s->end - s->pos)
+    return ZQL_E_CORRUPT;
+  if (len > s->cap) {
+    uint8_t *nb = zql_realloc(s->buf, len);
+    if (!nb)
+      return ZQL_E_NOMEM;
+    s->buf = nb;
+    s->cap = len;
+  }
+  if (!pread_all(s->fd, s->buf, len, s->pos))
+    return ZQL_E_IO;
+  s->pos += len;
+  if (!bson_init_static(&s->doc, s->buf, len))
+    return ZQL_E_CORRUPT;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, &s->doc, "k") || !BSON_ITER_HOLDS_BINARY(&it))
+    return ZQL_E_CORRUPT;
+  bson_subtype_t st;
+  bson_iter_binary(&it, &st, &s->klen, &s->key);
+  return 1;
+}
+
+/* Fold the source's current record into the accumulator block. */
+static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned char *acc,
+                       unsigned char *tmp, zql_aggctx_t *ctx)
+{
+  if (!s->buf) {
+    const zql_group_t *g = s->g[s->i - 1];
+    for (uint32_t k = 0; k < sl->n; k++) {
+      int rc = sl->defs[k]->merge(acc + sl->offset[k], g->states + sl->offset[k], ctx);
+      if (rc < 0)
+        return rc;
+    }
+    return 0;
+  }
+  bson_iter_t it, st;
+  if (!bson_iter_init_find(&it, &s->doc, "s") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+      !bson_iter_recurse(&it, &st))
+    return ZQL_E_CORRUPT;
+  for (uint32_t k = 0; k < sl->n && bson_iter_next(&st); k++) {
+    const uint8_t *d;
+    uint32_t dl;
+    bson_t one;
+    if (!BSON_ITER_HOLDS_DOCUMENT(&st))
+      return ZQL_E_CORRUPT;
+    bson_iter_document(&st, &dl, &d);
+    if (!bson_init_static(&one, d, dl))
+      return ZQL_E_CORRUPT;
+    zql_strbuf_t e = ZQL_STRBUF_INIT;
+    int rc = sl->defs[k]->load(tmp + sl->offset[k], &one, ctx, &e);
+    zql_strbuf_release(&e);
+    if (rc)
+      return rc < 0 ? rc : ZQL_E_CORRUPT;
+    rc = sl->defs[k]->merge(acc + sl->offset[k], tmp + sl->offset[k], ctx);
+    sl->defs[k]->destroy(tmp + sl->offset[k], ctx);
+    if (rc < 0)
+      return rc;
+  }
+  (void)r;
+  return 0;
+}
+
+typedef struct heap {
+  source_t **v;
+  uint32_t n;
+} heap_t;
+
+static bool src_less(const source_t *a, const source_t *b)
+{
+  return key_cmp(a->key, a->klen, b->key, b->klen) < 0;
+}
+
+static void heap_down(heap_t *h, uint32_t i)
+{
+  for (;;) {
+    uint32_t l = 2 * i + 1, m = i;
+    if (l < h->n && src_less(h->v[l], h->v[m]))
+      m = l;
+    if (l + 1 < h->n && src_less(h->v[l + 1], h->v[m]))
+      m = l + 1;
+    if (m == i)
+      return;
+    source_t *t = h->v[i];
+    h->v[i] = h->v[m];
+    h->v[m] = t;
+    i = m;
+  }
+}
+
+static int rows_push(rows_t *rs, const row_t *row)
+{
+  if (rs->n == rs->cap) {
+    uint64_t cap = rs->cap ? rs->cap * 2 : 64;
+    row_t *v = zql_reallocarray(rs->v, cap, sizeof *v);
+    if (!v)
+      return ZQL_E_NOMEM;
+    rs->v = v;
+    rs->cap = cap;
+  }
+  rs->v[rs->n++] = *row;
+  return 0;
+}
+
+/* Finalize one group: decode its key, run the final program, keep the row. */
+static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, rows_t *out,
+                        const uint8_t *key, uint32_t klen, unsigned char *acc)
+{
+  const zql_ptable_t *pt = &r->p->tables[t];
+  zql_group_t g = {0, klen, key, acc};
+  const uint8_t *kp = key, *kend = key + klen;
+  for (uint32_t i = 0; i < pt->nkeys; i++)
+    if (!zql_val_decode(&kp, kend, vm->batch, &vm->fkeys[i]))
+      return ZQL_E_CORRUPT;
+  vm->fgroup = &g;
+  int rc = zql_vm_exec(vm, &pt->final, regs, t);
+  if (rc)
+    return rc;
+  if (pt->having_reg >= 0 &&
+      !(regs[pt->having_reg].t == ZQL_V_BOOL && regs[pt->having_reg].u.b))
+    return 0;
+  uint32_t nextra = (pt->has_rank ? 1 : 0) + r->p->norder;
+  row_t row;
+  row.v = zql_arena_alloc(out->arena, (pt->ncols + nextra) * sizeof(zql_val_t));
+  uint8_t *kc = zql_arena_alloc(out->arena, klen ? klen : 1);
+  if (!row.v || !kc)
+    return ZQL_E_NOMEM;
+  memcpy(kc, key, klen);
+  row.key = kc;
+  row.klen = klen;
+  for (uint32_t c = 0; c < pt->ncols; c++)
+    if (!zql_val_copy(out->arena, &regs[pt->cols[c].reg], &row.v[c]))
+      return ZQL_E_NOMEM;
+  uint32_t e = pt->ncols;
+  if (pt->has_rank && !zql_val_copy(out->arena, &regs[pt->rank_reg], &row.v[e++]))
+    return ZQL_E_NOMEM;
+  for (uint32_t i = 0; i < r->p->norder; i++)
+    if (!zql_val_copy(out->arena, &regs[r->p->order[i].reg], &row.v[e++]))
+      return ZQL_E_NOMEM;
+  return rows_push(out, &row);
+}
+
+static int reduce_task(void *arg, uint32_t task, uint32_t worker)
+{
+  run_t *r = arg;
+  if (r->rc)
+    return r->rc;
+  uint32_t t = task / r->R, part = task % r->R;
+  const zql_aggslots_t *sl = &r->x->slots[t];
+  const zql_ptable_t *pt = &r->p->tables[t];
+  rows_t *out = &r->parts[task];
+  int rc = 0;
+
+  /* sources: each worker's groups of this partition (sorted), each spilled run's segment */
+  uint32_t nsrc = r->nw;
+  for (unsigned w = 0; w < r->nw; w++)
+    for (uint32_t s = 0; s < r->w[w].nspills; s++)
+      nsrc += r->w[w].spills[s].table == t;
+  source_t *src = zql_calloc(nsrc ? nsrc : 1, sizeof *src);
+  source_t **hv = zql_calloc(nsrc ? nsrc : 1, sizeof *hv);
+  unsigned char *acc = zql_calloc(1, sl->block + 8);
+  unsigned char *tmp = zql_calloc(1, sl->block + 8);
+  zql_val_t *regs = zql_calloc(pt->final.nregs ? pt->final.nregs : 1, sizeof *regs);
+  zql_vm_t vm;
+  bool vm_ok = zql_vm_init(&vm, r->x, false) == 0;
+  zql_val_t *fkeys = zql_calloc(pt->nkeys ? pt->nkeys : 1, sizeof *fkeys);
+  if (!src || !hv || !acc || !tmp || !regs || !vm_ok || !fkeys) {
+    rc = ZQL_E_NOMEM;
+    goto done;
+  }
+  vm.fkeys = fkeys;
+  uint32_t k = 0;
+  for (unsigned w = 0; w < r->nw; w++) {
+    zql_hashagg_t *h = &r->w[w].vm.tables[t];
+    source_t *s = &src[k++];
+    s->g = zql_calloc(h->n ? h->n : 1, sizeof *s->g);
+    if (!s->g) {
+      rc = ZQL_E_NOMEM;
+      goto done;
+    }
+    for (uint64_t i = 0; i < h->cap; i++)
+      if (h->tab[i].g && h->tab[i].hash % r->R == part)
+        s->g[s->n++] = h->tab[i].g;
+    qsort(s->g, s->n, sizeof *s->g, group_key_cmp);
+  }
+  for (unsigned w = 0; w < r->nw; w++)
+    for (uint32_t i = 0; i < r->w[w].nspills; i++) {
+      const spill_t *sp = &r->w[w].spills[i];
+      if (sp->table != t)
+        continue;
+      source_t *s = &src[k++];
+      s->fd = sp->fd;
+      s->pos = sp->off[part];
+      s->end = sp->off[part + 1];
+      s->buf = zql_malloc(256);
+      s->cap = 256;
+      if (!s->buf) {
+        rc = ZQL_E_NOMEM;
+        goto done;
+      }
+    }
+  heap_t h = {hv, 0};
+  for (uint32_t i = 0; i < nsrc; i++) {
+    int n = source_next(&src[i]);
+    if (n < 0) {
+      rc = n;
+      goto done;
+    }
+    if (n)
+      h.v[h.n++] = &src[i];
+  }
+  for (uint32_t i = h.n / 2; i-- > 0;)
+    heap_down(&h, i);
+
+  /* k-way merge: fold equal keys into acc, finalize when the key changes */
+  uint8_t *cur = NULL;
+  uint32_t curlen = 0, curcap = 0;
+  bool have = false;
+  while (h.n && !rc) {
+    source_t *s = h.v[0];
+    if (!have || key_cmp(s->key, s->klen, cur, curlen) != 0) {
+      if (have) {
+        rc = finish_group(r, t, &vm, regs, out, cur, curlen, acc);
+        for (uint32_t j = 0; j < sl->n; j++)
+          sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
+        zql_arena_reset(vm.batch);
+        atomic_fetch_add(&r->groups, 1);
+        if (rc)
+          break;
+      }
+      if (s->klen > curcap) {
+        uint8_t *nc = zql_realloc(cur, s->klen);
+        if (!nc) {
+          rc = ZQL_E_NOMEM;
+          break;
+        }
+        cur = nc;
+        curcap = s->klen;
+      }
+      memcpy(cur, s->key, s->klen);
+      curlen = s->klen;
+      for (uint32_t j = 0; j < sl->n; j++)
+        sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+      have = true;
+    }
+    rc = source_fold(r, sl, s, acc, tmp, &vm.actx);
+    if (rc)
+      break;
+    int n = source_next(s);
+    if (n < 0) {
+      rc = n;
+      break;
+    }
+    if (n == 0)
+      h.v[0] = h.v[--h.n];
+    heap_down(&h, 0);
+  }
+  if (have) {
+    if (!rc) {
+      rc = finish_group(r, t, &vm, regs, out, cur, curlen, acc);
+      atomic_fetch_add(&r->groups, 1);
+    }
+    for (uint32_t j = 0; j < sl->n; j++)
+      sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
+  }
+  /* no group by: exactly one row even on empty input (resolved point 3) */
+  if (!rc && pt->nkeys == 0 && !have && part == zql_hash_bytes("", 0) % r->R) {
+    for (uint32_t j = 0; j < sl->n; j++)
+      sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+    rc = finish_group(r, t, &vm, regs, out, (const uint8_t *)"", 0, acc);
+    for (uint32_t j = 0; j < sl->n; j++)
+      sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
+  }
+  zql_free(cur);
+  if (!rc) {
+    /* the errors the final programs counted */
+    pthread_mutex_lock(&r->lock);
+    for (uint32_t i = 0; i < vm.errs.n; i++)
+      zql_errtab_add(&r->w[0].vm.errs, vm.errs.v[i].msg, vm.errs.v[i].n);
+    r->w[0].vm.overflow += vm.overflow;
+    pthread_mutex_unlock(&r->lock);
+  }
+done:
+  if (src)
+    for (uint32_t i = 0; i < nsrc; i++) {
+      zql_free(src[i].g);
+      zql_free(src[i].buf);
+    }
+  zql_free(src);
+  zql_free(hv);
+  zql_free(acc);
+  zql_free(tmp);
+  zql_free(regs);
+  zql_free(fkeys);
+  if (vm_ok)
+    zql_vm_free(&vm);
+  if (rc) {
+    const char *m = rc == ZQL_E_NOMEM ? "out of memory while reducing"
+                    : rc == ZQL_E_IO  ? "cannot read a spill file"
+                                      : "a spill file is damaged";
+    run_fail(r, rc, m);
+  }
+  (void)worker;
+  return rc;
+}
+
+/* }==== */
+
+/* {==== output order ===================================================================== */
+
+typedef struct sortctx {
+  const zql_plan_t *p;
+  const zql_ptable_t *t;
+} sortctx_t;
+
+static _Thread_local const sortctx_t *g_sort;
+
+static int row_key_cmp(const void *pa, const void *pb)
+{
+  const row_t *a = pa, *b = pb;
+  return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+static int row_rank_cmp(const void *pa, const void *pb)
+{
+  const row_t *a = pa, *b = pb;
+  const zql_ptable_t *t = g_sort->t;
+  for (uint32_t i = 0; i < t->nrank_within; i++) {
+    int c = zql_val_cmp(&a->v[t->rank_within[i]], &b->v[t->rank_within[i]]);
+    if (c)
+      return c;
+  }
+  int c = zql_val_cmp(&a->v[t->ncols], &b->v[t->ncols]);
+  if (c)
+    return t->rank_desc ? -c : c;
+  return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+static int row_order_cmp(const void *pa, const void *pb)
+{
+  const row_t *a = pa, *b = pb;
+  const zql_ptable_t *t = g_sort->t;
+  uint32_t e = t->ncols + (t->has_rank ? 1 : 0);
+  for (uint32_t i = 0; i < g_sort->p->norder; i++) {
+    int c = zql_val_cmp(&a->v[e + i], &b->v[e + i]);
+    if (c)
+      return g_sort->p->order[i].desc ? -c : c;
+  }
+  for (uint32_t i = 0; i < t->ncols; i++) {
+    int c = zql_val_cmp(&a->v[i], &b->v[i]);
+    if (c)
+      return c;
+  }
+  return key_cmp(a->key, a->klen, b->key, b->klen);
+}
+
+static bool same_within(const zql_ptable_t *t, const row_t *a, const row_t *b)
+{
+  for (uint32_t i = 0; i < t->nrank_within; i++)
+    if (zql_val_cmp(&a->v[t->rank_within[i]], &b->v[t->rank_within[i]]) != 0)
+      return false;
+  return true;
+}
+
+static int collect(run_t *r, uint32_t t, zql_result_t *res)
+{
+  const zql_ptable_t *pt = &r->p->tables[t];
+  zql_result_table_t *rt = &res->tables[t];
+  uint64_t total = 0;
+  for (uint32_t p = 0; p < r->R; p++)
+    total += r->parts[t * r->R + p].n;
+  row_t *all = zql_calloc(total ? total : 1, sizeof *all);
+  if (!all)
+    return ZQL_E_NOMEM;
+  uint64_t n = 0;
+  for (uint32_t p = 0; p < r->R; p++) {
+    rows_t *rs = &r->parts[t * r->R + p];
+    if (rs->n)
+      memcpy(all + n, rs->v, rs->n * sizeof *all);
+    n += rs->n;
+  }
+  sortctx_t sc = {r->p, pt};
+  g_sort = &sc;
+  if (pt->has_rank) {
+    qsort(all, n, sizeof *all, row_rank_cmp);
+    uint64_t keep = 0, inrun = 0;
+    for (uint64_t i = 0; i < n; i++) {
+      if (i == 0 || !same_within(pt, &all[i], &all[i - 1]))
+        inrun = 0;
+      if (inrun++ < (uint64_t)pt->rank_limit)
+        all[keep++] = all[i];
+    }
+    n = keep;
+  }
+  if (r->p->norder)
+    qsort(all, n, sizeof *all, row_order_cmp);
+  else
+    qsort(all, n, sizeof *all, row_key_cmp);
+  g_sort = NULL;
+  uint64_t from = 0, count = n;
+  if (r->p->is_query) {
+    if (r->p->offset > 0)
+      from = (uint64_t)r->p->offset < n ? (uint64_t)r->p->offset : n;
+    count = n - from;
+    if (r->p->limit >= 0 && (uint64_t)r->p->limit < count)
+      count = (uint64_t)r->p->limit;
+  }
+  rt->name = pt->name;
+  rt->into = pt->into;
+  rt->ncols = pt->ncols;
+  rt->names = zql_arena_calloc(res->arena, pt->ncols ? pt->ncols : 1, sizeof *rt->names);
+  rt->is_key = zql_arena_calloc(res->arena, pt->ncols ? pt->ncols : 1, sizeof *rt->is_key);
+  rt->error_cells = zql_arena_calloc(res->arena, pt->ncols ? pt->ncols : 1, sizeof(uint64_t));
+  rt->vals = zql_arena_calloc(res->arena, count * pt->ncols > 0 ? count * pt->ncols : 1,
+                              sizeof *rt->vals);
+  if (!rt->names || !rt->is_key || !rt->error_cells || !rt->vals) {
+    zql_free(all);
+    return ZQL_E_NOMEM;
+  }
+  for (uint32_t c = 0; c < pt->ncols; c++) {
+    rt->names[c] = pt->cols[c].name;
+    rt->is_key[c] = pt->cols[c].is_key;
+  }
+  for (uint64_t i = 0; i < count; i++)
+    for (uint32_t c = 0; c < pt->ncols; c++) {
+      zql_val_t *v = &rt->vals[i * pt->ncols + c];
+      *v = all[from + i].v[c];
+      if (v->t == ZQL_V_ERROR)
+        rt->error_cells[c]++;
+    }
+  rt->nrows = count;
+  zql_free(all);
+  return 0;
+}
+
+/* }==== */
+
+static int errcount_cmp(const void *a, const void *b)
+{
+  return strcmp(((const zql_errcount_t *)a)->msg, ((const zql_errcount_t *)b)->msg);
+}
+
+int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts_t *o,
+                 zql_result_t **out, zql_strbuf_t *err)
+{
+  *out = NULL;
+  const zql_plan_t *p = x->plan;
+  run_t r;
+  memset(&r, 0, sizeof r);
+  r.x = x;
+  r.p = p;
+  r.in = in;
+  r.o = o;
+  r.R = p->partitions ? p->partitions : 8;
+  pthread_mutex_init(&r.lock, NULL);
+  atomic_init(&r.events, 0);
+  atomic_init(&r.bytes, 0);
+  atomic_init(&r.groups, 0);
+  zql_xplan_ts_range(x, &r.ts_lo, &r.ts_hi);
+  if (o->ts_lo > r.ts_lo)
+    r.ts_lo = o->ts_lo;
+  if (o->ts_hi < r.ts_hi)
+    r.ts_hi = o->ts_hi;
+  unsigned threads = o->threads ? o->threads : 1;
+  if (threads > 256)
+    threads = 256;
+  zql_result_t *res = NULL;
+  int rc = 0;
+
+  /* the scan range, intersected with the plan's _seq bounds */
+  int64_t lo = in->lo > p->seq_lo ? in->lo : p->seq_lo;
+  int64_t hi = in->hi < p->seq_hi ? in->hi : p->seq_hi;
+  uint32_t want = threads * 4;
+  if (in->bytes / CHUNK_BYTES + 1 > want)
+    want = (uint32_t)(in->bytes / CHUNK_BYTES + 1);
+  if (want > MAX_CHUNKS)
+    want = MAX_CHUNKS;
+  r.bounds = zql_calloc(want + 1, sizeof *r.bounds);
+  r.w = zql_calloc(threads, sizeof *r.w);
+  r.parts = zql_calloc((size_t)r.R * (p->ntables ? p->ntables : 1), sizeof *r.parts);
+  res = zql_calloc(1, sizeof *res);
+  if (!r.bounds || !r.w || !r.parts || !res || !(res->arena = zql_arena_create(NULL))) {
+    rc = ZQL_E_NOMEM;
+    zql_strbuf_adds(&r.err, "out of memory");
+    goto done;
+  }
+  if (hi > lo) {
+    int k = in->split(in->arg, lo, hi, want, r.bounds, &r.err);
+    if (k < 0) {
+      rc = k;
+      goto done;
+    }
+    r.nchunks = (uint32_t)k;
+  }
+  r.nw = threads;
+  for (unsigned i = 0; i < threads; i++)
+    if (zql_vm_init(&r.w[i].vm, x, true) != 0) {
+      r.nw = i;
+      rc = ZQL_E_NOMEM;
+      zql_strbuf_adds(&r.err, "out of memory");
+      goto done;
+    }
+  for (uint32_t i = 0; i < r.R * p->ntables; i++)
+    if (!(r.parts[i].arena = zql_arena_create(res->arena))) {
+      rc = ZQL_E_NOMEM;
+      zql_strbuf_adds(&r.err, "out of memory");
+      goto done;
+    }
+  r.budget = o->mem_limit ? o->mem_limit / threads : 0;
+
+  double t0 = now_s();
+  rc = zql_pool_run(threads, r.nchunks, map_task, &r);
+  double t1 = now_s();
+  if (r.rc)
+    rc = r.rc;
+  if (rc)
+    goto done;
+  rc = zql_pool_run(threads, r.R * p->ntables, reduce_task, &r);
+  if (r.rc)
+    rc = r.rc;
+  if (rc)
+    goto done;
+  double t2 = now_s();
+
+  res->ntables = p->ntables;
+  res->tables = zql_arena_calloc(res->arena, p->ntables ? p->ntables : 1, sizeof *res->tables);
+  if (!res->tables) {
+    rc = ZQL_E_NOMEM;
+    goto done;
+  }
+  for (uint32_t t = 0; t < p->ntables && !rc; t++)
+    rc = collect(&r, t, res);
+  if (rc)
+    goto done;
+
+  /* counters and stats */
+  zql_errtab_t errs = {0};
+  zql_counters_t *c = &res->counters;
+  for (unsigned i = 0; i < r.nw; i++) {
+    zql_vm_t *vm = &r.w[i].vm;
+    c->events += vm->events;
+    c->rows += vm->rows;
+    c->type_skips += vm->actx.type_skips;
+    c->overflow += vm->overflow;
+    c->lossy += vm->lossy;
+    c->spills += r.w[i].nspills;
+    for (uint32_t j = 0; j < vm->errs.n; j++)
+      zql_errtab_add(&errs, vm->errs.v[j].msg, vm->errs.v[j].n);
+    res->map.peak_mem += r.w[i].peak;
+  }
+  if (errs.n) {
+    c->errors = zql_arena_calloc(res->arena, errs.n, sizeof *c->errors);
+    if (c->errors) {
+      memcpy(c->errors, errs.v, errs.n * sizeof *errs.v);
+      c->nerrors = errs.n;
+      qsort(c->errors, c->nerrors, sizeof *c->errors, errcount_cmp);
+    }
+    zql_free(errs.v);
+  }
+  res->map.seconds = t1 - t0;
+  res->map.rows_in = c->events;
+  res->map.rows_out = c->rows;
+  res->map.bytes = atomic_load(&r.bytes);
+  res->reduce.seconds = t2 - t1;
+  res->groups = atomic_load(&r.groups);
+  res->reduce.rows_in = res->groups;
+  for (uint32_t t = 0; t < res->ntables; t++)
+    res->reduce.rows_out += res->tables[t].nrows;
+  res->output.seconds = now_s() - t2;
+
+done:
+  if (rc && err)
+    zql_strbuf_adds(err, r.err.len ? r.err.buf : zql_strerror(rc));
+  for (unsigned i = 0; r.w && i < r.nw; i++) {
+    for (uint32_t s = 0; s < r.w[i].nspills; s++) {
+      close(r.w[i].spills[s].fd);
+      zql_free(r.w[i].spills[s].off);
+    }
+    zql_free(r.w[i].spills);
+    zql_vm_free(&r.w[i].vm);
+  }
+  if (r.parts)
+    for (uint32_t i = 0; i < r.R * p->ntables; i++)
+      zql_free(r.parts[i].v);
+  zql_free(r.parts);
+  zql_free(r.w);
+  zql_free(r.bounds);
+  zql_strbuf_release(&r.err);
+  pthread_mutex_destroy(&r.lock);
+  if (rc) {
+    zql_result_free(res);
+    return rc;
+  }
+  *out = res;
+  return 0;
+}
+
+void zql_result_free(zql_result_t *r)
+{
+  if (!r)
+    return;
+  zql_arena_delete(r->arena);
+  zql_free(r);
+}

@@ -1,0 +1,173 @@
+/*
+ * explain.c -- the EXPLAIN printer of plans (stage 3, `zql explain`, --dump=plan).
+ *
+ * Pipeline position: planner/build.c makes a zql_plan_t; this file prints it. Nothing
+ * here depends on data, pointers or timings, so the text is stable and golden-tested
+ * (tests/plan/NAME.plan). EXPLAIN ANALYZE (exec/run.c) appends measured figures per
+ * stage below this text.
+ *
+ *   explain aggregate pageviews_daily
+ *   logical:
+ *     Scan(event)
+ *     -> Filter(type == "pageview")
+ *     -> Key(project = context.project, day = bucket(timestamp, day tz "UTC"))
+ *     -> Agg{views: count(), bytes: sum(extra.bytes)}  [all mergeable]
+ *   physical:
+ *     MAP     ...
+ *     SHUFFLE ...
+ *     REDUCE  ...
+ *     COMMIT  ...
+ *
+ * With program = true (--dump=plan) the bytecode of every program follows, one
+ * instruction per line, like jq's --debug-dump-disasm.
+ */
+#include "runtime/base/zql_common.h"
+
+#include "planner/plan.h"
+#include "planner/zql_plan.h"
+#include "runtime/base/strbuf.h"
+
+static const char *const opnames[] = {
+#define ZQL_OP(name, doc) #name,
+#include "planner/oplist.h"
+#undef ZQL_OP
+};
+
+const char *zql_opcode_name(zql_opcode_t op)
+{
+  return (unsigned)op < ZQL_ARRAY_LEN(opnames) ? opnames[op] : "?";
+}
+
+static void bound_text(zql_strbuf_t *out, const zql_bound_t *b)
+{
+  if (b->kind == ZQL_BOUND_NOW) {
+    zql_strbuf_adds(out, "now()");
+    if (b->ms > 0)
+      zql_strbuf_addf(out, " + %" PRId64 "ms", b->ms);
+    else if (b->ms < 0)
+      zql_strbuf_addf(out, " - %" PRId64 "ms", -b->ms);
+  } else {
+    zql_strbuf_addf(out, "%" PRId64 "ms", b->ms); /* instants as epoch ms: no zone games */
+  }
+}
+
+static void extract_list(zql_strbuf_t *out, const zql_plan_t *p)
+{
+  zql_strbuf_addc(out, '[');
+  for (uint32_t i = 0; i < p->nextract; i++) {
+    const zql_pextract_t *x = &p->extract[i];
+    if (i)
+      zql_strbuf_adds(out, ", ");
+    if (x->nfields == 0)
+      zql_strbuf_adds(out, "event");
+    for (uint32_t j = 0; j < x->nfields; j++)
+      zql_strbuf_addf(out, "%s%s", j ? "." : "", x->fields[j]);
+  }
+  if (p->seq_reg >= 0)
+    zql_strbuf_addf(out, "%s_seq", p->nextract ? ", " : "");
+  zql_strbuf_addc(out, ']');
+}
+
+static void program(zql_strbuf_t *out, const char *title, const zql_prog_t *pr)
+{
+  zql_strbuf_addf(out, "program %s (%u registers):\n", title, (unsigned)pr->nregs);
+  for (uint32_t i = 0; i < pr->n; i++) {
+    const zql_insn_t *in = &pr->code[i];
+    zql_strbuf_addf(out, "  %04u %-8s flags=%u dst=r%u a=r%u b=%u c=%u\n", (unsigned)i,
+                    zql_opcode_name((zql_opcode_t)in->op), (unsigned)in->flags,
+                    (unsigned)in->dst, (unsigned)in->a, (unsigned)in->b, (unsigned)in->c);
+  }
+}
+
+void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_opts_t *o)
+{
+  if (p->is_query)
+    zql_strbuf_adds(out, "explain query\n");
+  else
+    zql_strbuf_addf(out, "explain aggregate %s\n", p->name);
+
+  zql_strbuf_adds(out, "logical:\n");
+  for (const zql_plnode_t *l = p->logical; l; l = l->child) {
+    zql_strbuf_addf(out, "  %s%s", l == p->logical ? "" : "-> ", l->op);
+    bool braces = l->text && l->text[0] == '{';
+    if (l->text && !braces)
+      zql_strbuf_addf(out, "(%s", l->text);
+    else if (braces)
+      zql_strbuf_adds(out, l->text);
+    if (l == p->logical && (p->ts_lo.kind != ZQL_BOUND_NONE || p->ts_hi.kind != ZQL_BOUND_NONE)) {
+      zql_strbuf_adds(out, ", timestamp in [");
+      if (p->ts_lo.kind == ZQL_BOUND_NONE)
+        zql_strbuf_adds(out, "-inf");
+      else
+        bound_text(out, &p->ts_lo);
+      zql_strbuf_adds(out, ", ");
+      if (p->ts_hi.kind == ZQL_BOUND_NONE)
+        zql_strbuf_adds(out, "+inf");
+      else
+        bound_text(out, &p->ts_hi);
+      zql_strbuf_addc(out, ')');
+    }
+    if (l->text && !braces)
+      zql_strbuf_addc(out, ')');
+    if (l->mark)
+      zql_strbuf_addf(out, "  %s", l->mark);
+    zql_strbuf_addc(out, '\n');
+  }
+
+  zql_strbuf_adds(out, "physical:\n");
+  zql_strbuf_adds(out, "  MAP     scan chunks of <= 8 MiB of events in parallel; extract ");
+  extract_list(out, p);
+  zql_strbuf_addf(out, "; program of %u instructions; combiner: hash table of partial states "
+                  "(add)\n", (unsigned)p->map.n);
+  zql_strbuf_addf(out, "  SHUFFLE partition hash(key) %% %u; sort by key; spill sorted runs "
+                  "past --mem-limit\n", (unsigned)p->partitions);
+  for (uint32_t i = 0; i < p->ntables; i++) {
+    const zql_ptable_t *t = &p->tables[i];
+    zql_strbuf_adds(out, "  REDUCE  ");
+    if (t->name)
+      zql_strbuf_addf(out, "table %s: ", t->name);
+    zql_strbuf_addf(out, "merge %u state%s per group; finalize", (unsigned)t->naggs,
+                    t->naggs == 1 ? "" : "s");
+    if (t->having_reg >= 0)
+      zql_strbuf_adds(out, "; having");
+    if (t->has_rank)
+      zql_strbuf_addf(out, "; rank %s limit %" PRId64 " [sort+limit]",
+                      t->rank_desc ? "desc" : "asc", t->rank_limit);
+    zql_strbuf_adds(out, "; columns ");
+    for (uint32_t c = 0; c < t->ncols; c++)
+      zql_strbuf_addf(out, "%s%s", c ? ", " : "", t->cols[c].name);
+    zql_strbuf_addc(out, '\n');
+  }
+  if (p->is_query) {
+    zql_strbuf_adds(out, "  OUTPUT  rows");
+    if (p->norder)
+      zql_strbuf_addf(out, "; order by %u term%s", (unsigned)p->norder,
+                      p->norder == 1 ? "" : "s");
+    else
+      zql_strbuf_adds(out, " in key order");
+    if (p->limit >= 0)
+      zql_strbuf_addf(out, "; limit %" PRId64, p->limit);
+    if (p->offset > 0)
+      zql_strbuf_addf(out, " offset %" PRId64, p->offset);
+    zql_strbuf_addc(out, '\n');
+  } else {
+    for (uint32_t i = 0; i < p->ntables; i++) {
+      zql_strbuf_addf(out, "  COMMIT  mode %s into \"%s\"", p->mode, p->tables[i].into);
+      if (p->key_doc)
+        zql_strbuf_adds(out, " key doc");
+      else if (p->key_template)
+        zql_strbuf_addf(out, " key \"%s\"", p->key_template);
+      zql_strbuf_addc(out, '\n');
+    }
+  }
+  if (o && o->program) {
+    program(out, "map", &p->map);
+    for (uint32_t i = 0; i < p->ntables; i++) {
+      const zql_ptable_t *t = &p->tables[i];
+      zql_strbuf_t title = ZQL_STRBUF_INIT;
+      zql_strbuf_addf(&title, "final %s", t->name ? t->name : "");
+      program(out, title.buf, &t->final);
+      zql_strbuf_release(&title);
+    }
+  }
+}
