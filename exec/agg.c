@@ -647,7 +647,9 @@ static int avg_final(const void *st, const zql_aggparams_t *p, zql_arena_t *aren
     return 0;
   }
   /* q = |total| * 2^AVG_SHIFT, then q / n with the remainder as a sticky bit: the
-   * quotient has at least 64 significant bits, so one rounding gives the nearest double */
+   * quotient has at least 64 significant bits, so one rounding gives the nearest double.
+   * (With a 128-bit shift and n < 2^64 a nonzero remainder can never sit right below an
+   * exact half, so the sticky bit is belt and braces.) */
   memset(q, 0, sizeof q);
   sum_total(s, q + AVG_SHIFT / 64);
   bool neg = q[QL - 1] >> 63;

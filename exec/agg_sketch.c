@@ -1103,7 +1103,9 @@ const zql_aggdef_t zql_agg_distinct_count = {
 
 /* {==== quantile(e, q [, compression]), median(e), tdigest(e) =========================== */
 
-/* Exact while there are at most Q_EXACT_MAX inputs (8 KiB of doubles). */
+/* The call's compression argument is accepted and ignored: the bucket layout is fixed, so
+ * states merge whatever compression built them (docs/sketches.md).
+ * Exact while there are at most Q_EXACT_MAX inputs (8 KiB of doubles). */
 #define Q_EXACT_MAX 1024
 /* Buckets per binary octave: bucket (e, j) is [2^e * B[j], 2^e * B[j+1]) with
  * B[j] = 2^(j/70). Its representative 2ab/(a+b) (a, b its bounds) is within
@@ -2215,6 +2217,23 @@ static int tk_save(const void *st, bson_t *out)
   return ok ? 0 : ZQL_E_NOMEM;
 }
 
+/* 0 when key[0..len) is exactly one value encoding (final decodes it), ZQL_E_BAD_RECORD
+ * when it is not, ZQL_E_NOMEM. zql_val_decode fails alike for malformed bytes and for out
+ * of memory: a failure counts as out of memory when a block as large as a decode of these
+ * bytes can need cannot be had right after it. */
+static int tk_check_key(const uint8_t *key, uint32_t len, zql_arena_t *scratch)
+{
+  const uint8_t *cur = key;
+  zql_val_t x;
+  if (zql_val_decode(&cur, key + len, scratch, &x))
+    return cur == key + len ? 0 : ZQL_E_BAD_RECORD;
+  void *probe = zql_malloc(2 * (size_t)len + 4096);
+  if (!probe)
+    return ZQL_E_NOMEM;
+  zql_free(probe);
+  return ZQL_E_BAD_RECORD;
+}
+
 static int tk_load_items(tk_t *t, const bson_t *in, zql_aggctx_t *ctx, zql_strbuf_t *err)
 {
   static const char kind[] = "topk";
@@ -2234,17 +2253,21 @@ static int tk_load_items(tk_t *t, const bson_t *in, zql_aggctx_t *ctx, zql_strbu
   for (size_t o = 0; !rc && o < len;) {
     double c;
     uint32_t l;
-    const uint8_t *key, *cur;
-    zql_val_t x;
+    const uint8_t *key;
     if (len - o < 12 || (l = le32_get(data + o + 8)) == 0 || l > len - o - 12) {
       rc = bad_state(err, kind, "truncated 'items'");
       break;
     }
     c = f64_get(data + o);
-    key = cur = data + o + 12;
-    if (!(c > 0) || isinf(c) || (isint && c != floor(c)) ||
-        !zql_val_decode(&cur, key + l, scratch, &x) || cur != key + l) {
-      rc = bad_state(err, kind, "bad entry in 'items'");
+    key = data + o + 12;
+    if (!(c > 0) || isinf(c) || (isint && c != floor(c))) {
+      rc = bad_state(err, kind, "bad count in 'items'");
+      break;
+    }
+    rc = tk_check_key(key, l, scratch);
+    if (rc) {
+      if (rc == ZQL_E_BAD_RECORD)
+        rc = bad_state(err, kind, "bad value encoding in 'items'");
       break;
     }
     if (pk && (c > pc || (c == pc && key_cmp(pk, pl, key, l) >= 0))) {

@@ -55,7 +55,8 @@ typedef struct zql_iter {
   uint8_t state;           /* 0 iterating, 1 keep-empty row pending, 2 done */
 } zql_iter_t;
 
-typedef struct zql_vm {
+typedef struct zql_vm zql_vm_t;
+struct zql_vm {
   const zql_xplan_t *x;
   zql_val_t *regs;         /* map program registers */
   zql_iter_t *iters;       /* by register index (ITER dst) */
@@ -69,11 +70,14 @@ typedef struct zql_vm {
   uint64_t overflow, lossy, rows, events;
   int64_t seq;             /* _seq of the event being mapped */
   int oom;                 /* ZQL_E_NOMEM seen */
+  /* row queries: ROW hands the row's registers here */
+  int (*row_fn)(struct zql_vm *vm, const zql_val_t *v, uint32_t n);
+  void *row_arg;
   /* final programs */
   const zql_group_t *fgroup;
   zql_val_t *fkeys;        /* decoded keys of fgroup */
   const zql_aggparams_t *fparams;
-} zql_vm_t;
+};
 
 int zql_vm_init(zql_vm_t *vm, const zql_xplan_t *x, bool with_tables);
 void zql_vm_free(zql_vm_t *vm);

@@ -73,8 +73,24 @@ typedef struct spill {
   uint64_t *off;          /* R + 1 partition start offsets */
 } spill_t;
 
+/* Row queries: the rows one worker kept (values deep-copied into its arena). */
+typedef struct rrow {
+  int64_t seq;
+  uint32_t sub;          /* row number within its event (unwind), for a stable order */
+  zql_val_t *v;          /* the event, the named values, the order-by values */
+} rrow_t;
+
+typedef struct rowset {
+  rrow_t *v;
+  uint64_t n, cap;
+  zql_arena_t *arena;
+  int64_t last_seq;
+  uint32_t sub;
+} rowset_t;
+
 typedef struct wstate {
   zql_vm_t vm;
+  rowset_t rows;
   spill_t *spills;
   uint32_t nspills, capspills;
   uint64_t peak;
@@ -257,6 +273,210 @@ static int spill(run_t *r, wstate_t *w)
       return rc;
   }
   return 0;
+}
+
+/* }==== */
+
+/* {==== row queries ====================================================================== */
+
+static _Thread_local const zql_plan_t *g_rowplan;
+
+static int rrow_cmp(const void *pa, const void *pb)
+{
+  const rrow_t *a = pa, *b = pb;
+  const zql_plan_t *p = g_rowplan;
+  uint32_t e = 1 + p->nrow_names;
+  for (uint32_t i = 0; i < p->norder; i++) {
+    int c = zql_val_cmp(&a->v[e + i], &b->v[e + i]);
+    if (c)
+      return p->order[i].desc ? -c : c;
+  }
+  if (a->seq != b->seq)
+    return a->seq < b->seq ? -1 : 1;
+  return (a->sub > b->sub) - (a->sub < b->sub);
+}
+
+static void rows_sort(const zql_plan_t *p, rrow_t *v, uint64_t n)
+{
+  g_rowplan = p;
+  qsort(v, n, sizeof *v, rrow_cmp);
+  g_rowplan = NULL;
+}
+
+/* How many rows a query with limit/offset needs at most (UINT64_MAX: all). */
+static uint64_t rows_needed(const zql_plan_t *p)
+{
+  if (p->limit < 0)
+    return UINT64_MAX;
+  return (uint64_t)p->limit + (uint64_t)(p->offset > 0 ? p->offset : 0);
+}
+
+/* Keep the first `keep` rows in order; their values move to a fresh arena. */
+static int rows_prune(const zql_plan_t *p, rowset_t *rs, uint64_t keep)
+{
+  rows_sort(p, rs->v, rs->n);
+  if (rs->n <= keep)
+    return 0;
+  zql_arena_t *na = zql_arena_create(NULL);
+  if (!na)
+    return ZQL_E_NOMEM;
+  uint32_t width = 1 + p->nrow_names + p->norder;
+  for (uint64_t i = 0; i < keep; i++) {
+    zql_val_t *v = zql_arena_alloc(na, width * sizeof *v);
+    if (!v) {
+      zql_arena_delete(na);
+      return ZQL_E_NOMEM;
+    }
+    for (uint32_t j = 0; j < width; j++)
+      if (!zql_val_copy(na, &rs->v[i].v[j], &v[j])) {
+        zql_arena_delete(na);
+        return ZQL_E_NOMEM;
+      }
+    rs->v[i].v = v;
+  }
+  zql_arena_delete(rs->arena);
+  rs->arena = na;
+  rs->n = keep;
+  return 0;
+}
+
+static int row_keep(zql_vm_t *vm, const zql_val_t *v, uint32_t n)
+{
+  wstate_t *w = vm->row_arg;
+  rowset_t *rs = &w->rows;
+  const zql_plan_t *p = vm->x->plan;
+  if (!rs->arena && !(rs->arena = zql_arena_create(NULL)))
+    return ZQL_E_NOMEM;
+  if (rs->n == rs->cap) {
+    uint64_t cap = rs->cap ? rs->cap * 2 : 256;
+    rrow_t *nv = zql_reallocarray(rs->v, cap, sizeof *nv);
+    if (!nv)
+      return ZQL_E_NOMEM;
+    rs->v = nv;
+    rs->cap = cap;
+  }
+  zql_val_t *c = zql_arena_alloc(rs->arena, n * sizeof *c);
+  if (!c)
+    return ZQL_E_NOMEM;
+  for (uint32_t i = 0; i < n; i++)
+    if (!zql_val_copy(rs->arena, &v[i], &c[i]))
+      return ZQL_E_NOMEM;
+  if (vm->seq == rs->last_seq)
+    rs->sub++;
+  else
+    rs->sub = 0;
+  rs->last_seq = vm->seq;
+  rs->v[rs->n++] = (rrow_t){vm->seq, rs->sub, c};
+  uint64_t need = rows_needed(p);
+  if (need != UINT64_MAX && rs->n >= 2 * need + 1024)
+    return rows_prune(p, rs, need);
+  return 0;
+}
+
+static int col_index(const char ***names, uint32_t *n, uint32_t *cap, const char *name,
+                     zql_arena_t *a)
+{
+  for (uint32_t i = 0; i < *n; i++)
+    if (strcmp((*names)[i], name) == 0)
+      return (int)i;
+  if (*n == *cap) {
+    uint32_t nc = *cap ? *cap * 2 : 16;
+    const char **v = zql_arena_alloc(a, nc * sizeof *v);
+    if (!v)
+      return -1;
+    if (*n)
+      memcpy(v, *names, *n * sizeof *v);
+    *names = v;
+    *cap = nc;
+  }
+  char *d = zql_arena_strdup(a, name);
+  if (!d)
+    return -1;
+  (*names)[*n] = d;
+  return (int)(*n)++;
+}
+
+/* The result of a row query: the rows of every worker in order, offset/limit applied,
+ * columns = the union of the rows' field names in order of first appearance. */
+static int collect_rows(run_t *r, zql_result_t *res)
+{
+  const zql_plan_t *p = r->p;
+  uint64_t total = 0;
+  for (unsigned w = 0; w < r->nw; w++)
+    total += r->w[w].rows.n;
+  rrow_t *all = zql_calloc(total ? total : 1, sizeof *all);
+  if (!all)
+    return ZQL_E_NOMEM;
+  uint64_t n = 0;
+  for (unsigned w = 0; w < r->nw; w++) {
+    rowset_t *rs = &r->w[w].rows;
+    if (rs->n)
+      memcpy(all + n, rs->v, rs->n * sizeof *all);
+    n += rs->n;
+  }
+  rows_sort(p, all, n);
+  uint64_t from = p->offset > 0 ? ((uint64_t)p->offset < n ? (uint64_t)p->offset : n) : 0;
+  uint64_t count = n - from;
+  if (p->limit >= 0 && (uint64_t)p->limit < count)
+    count = (uint64_t)p->limit;
+
+  res->ntables = 1;
+  res->tables = zql_arena_calloc(res->arena, 1, sizeof *res->tables);
+  if (!res->tables) {
+    zql_free(all);
+    return ZQL_E_NOMEM;
+  }
+  zql_result_table_t *rt = &res->tables[0];
+  const char **names = NULL;
+  uint32_t ncols = 0, cap = 0;
+  int rc = 0;
+  /* pass 1: the columns */
+  for (uint64_t i = 0; i < count && !rc; i++) {
+    const zql_val_t *d = &all[from + i].v[0];
+    bson_iter_t it;
+    if (d->t == ZQL_V_DOC && bson_iter_init_from_data(&it, d->u.p, d->len))
+      while (bson_iter_next(&it))
+        if (col_index(&names, &ncols, &cap, bson_iter_key(&it), res->arena) < 0)
+          rc = ZQL_E_NOMEM;
+    for (uint32_t k = 0; k < p->nrow_names && !rc; k++)
+      if (col_index(&names, &ncols, &cap, p->row_names[k], res->arena) < 0)
+        rc = ZQL_E_NOMEM;
+  }
+  if (!rc && ncols == 0 && col_index(&names, &ncols, &cap, "_id", res->arena) < 0)
+    rc = ZQL_E_NOMEM;
+  rt->ncols = ncols;
+  rt->names = names;
+  rt->is_key = zql_arena_calloc(res->arena, ncols ? ncols : 1, sizeof *rt->is_key);
+  rt->error_cells = zql_arena_calloc(res->arena, ncols ? ncols : 1, sizeof(uint64_t));
+  rt->vals = zql_arena_calloc(res->arena, count * ncols > 0 ? count * ncols : 1, sizeof *rt->vals);
+  if (!rc && (!rt->is_key || !rt->error_cells || !rt->vals))
+    rc = ZQL_E_NOMEM;
+  /* pass 2: the cells (MISSING where a row lacks a column) */
+  for (uint64_t i = 0; i < count && !rc; i++) {
+    zql_val_t *row = &rt->vals[i * ncols];
+    const zql_val_t *v = all[from + i].v;
+    bson_iter_t it;
+    if (v[0].t == ZQL_V_DOC && bson_iter_init_from_data(&it, v[0].u.p, v[0].len))
+      while (bson_iter_next(&it)) {
+        int c = col_index(&names, &ncols, &cap, bson_iter_key(&it), res->arena);
+        zql_val_t x;
+        zql_val_from_iter(&it, &x);
+        if (c >= 0 && !zql_val_copy(res->arena, &x, &row[c]))
+          rc = ZQL_E_NOMEM;
+      }
+    for (uint32_t k = 0; k < p->nrow_names && !rc; k++) {
+      int c = col_index(&names, &ncols, &cap, p->row_names[k], res->arena);
+      if (c >= 0 && !zql_val_copy(res->arena, &v[1 + k], &row[c]))
+        rc = ZQL_E_NOMEM;
+    }
+    for (uint32_t c = 0; c < ncols; c++)
+      if (row[c].t == ZQL_V_ERROR)
+        rt->error_cells[c]++;
+  }
+  rt->nrows = count;
+  rt->into = "";
+  zql_free(all);
+  return rc;
 }
 
 /* }==== */
@@ -878,13 +1098,17 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     r.nchunks = (uint32_t)k;
   }
   r.nw = threads;
-  for (unsigned i = 0; i < threads; i++)
+  for (unsigned i = 0; i < threads; i++) {
     if (zql_vm_init(&r.w[i].vm, x, true) != 0) {
       r.nw = i;
       rc = ZQL_E_NOMEM;
       zql_strbuf_adds(&r.err, "out of memory");
       goto done;
     }
+    r.w[i].vm.row_fn = row_keep;
+    r.w[i].vm.row_arg = &r.w[i];
+    r.w[i].rows.last_seq = INT64_MIN;
+  }
   for (uint32_t i = 0; i < r.R * p->ntables; i++)
     if (!(r.parts[i].arena = zql_arena_create(res->arena))) {
       rc = ZQL_E_NOMEM;
@@ -907,16 +1131,21 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     goto done;
   double t2 = now_s();
 
-  res->ntables = p->ntables;
-  res->tables = zql_arena_calloc(res->arena, p->ntables ? p->ntables : 1, sizeof *res->tables);
-  if (!res->tables) {
-    rc = ZQL_E_NOMEM;
+  if (p->rowq) {
+    rc = collect_rows(&r, res);
+  } else {
+    res->ntables = p->ntables;
+    res->tables = zql_arena_calloc(res->arena, p->ntables ? p->ntables : 1,
+                                   sizeof *res->tables);
+    if (!res->tables)
+      rc = ZQL_E_NOMEM;
+    for (uint32_t t = 0; t < p->ntables && !rc; t++)
+      rc = collect(&r, t, res);
+  }
+  if (rc) {
+    zql_strbuf_adds(&r.err, "out of memory while collecting the result");
     goto done;
   }
-  for (uint32_t t = 0; t < p->ntables && !rc; t++)
-    rc = collect(&r, t, res);
-  if (rc)
-    goto done;
 
   /* counters and stats */
   zql_errtab_t errs = {0};
@@ -951,6 +1180,8 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   res->reduce.rows_in = res->groups;
   for (uint32_t t = 0; t < res->ntables; t++)
     res->reduce.rows_out += res->tables[t].nrows;
+  for (unsigned i = 0; i < r.nw; i++) /* row queries: each worker's kept rows */
+    res->map.peak_mem += r.w[i].rows.arena ? zql_arena_used(r.w[i].rows.arena) : 0;
   res->output.seconds = now_s() - t2;
 
 done:
@@ -962,6 +1193,8 @@ done:
       zql_free(r.w[i].spills[s].off);
     }
     zql_free(r.w[i].spills);
+    zql_free(r.w[i].rows.v);
+    zql_arena_delete(r.w[i].rows.arena);
     zql_vm_free(&r.w[i].vm);
   }
   if (r.parts)

@@ -42,6 +42,18 @@
  * The hash (zql_val_hash) is XXH3-64 with seed ZQL_HASH_SEED over exactly these bytes,
  * computed in 256-byte chunks through a streaming XXH3 state when the encoding is long,
  * so hashing never allocates.
+ *
+ * Decoding (zql_val_decode) and checking (zql_val_skip) are one function, run with and
+ * without an arena: decode refuses exactly the bytes the check refuses, and otherwise
+ * fails only when out of memory, so a caller can tell corrupt bytes from ENOMEM.
+ * Documents are rebuilt with the strbuf BSON builder (zql_bson_*), which is also what
+ * aggregators use for their outputs: a growing bson_t aborts (libbson's malloc) or
+ * crashes (a custom realloc returning NULL) when memory runs out, a strbuf only sets its
+ * oom flag.
+ *
+ * Recursion over nested documents (order, encoding, JSON) is bounded by the nesting of
+ * stored events (the import path refuses more than 200 levels); decoding, which may see
+ * damaged bytes, stops at MAX_DECODE_DEPTH.
  */
 #include "runtime/base/zql_common.h"
 

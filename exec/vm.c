@@ -810,6 +810,13 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
       break;
     }
     case ZQL_I_KEY: r[in->dst] = vm->fkeys[in->c]; break;
+    case ZQL_I_ROW: {
+      vm->rows++;
+      int rc = vm->row_fn(vm, &r[in->a], in->b);
+      if (rc)
+        return rc;
+      break;
+    }
     case ZQL_I_HALT: return 0;
     default: ZQL_BUG("vm: opcode %u", (unsigned)in->op);
     }

@@ -1414,6 +1414,51 @@ static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
   b->prog = &p->map;
 }
 
+/* A row query: the rows after the row ops, with their let and unwind names and order-by
+ * values, kept by ROW (no grouping, no aggregation). */
+static void build_rowq(builder_t *b, const zql_node_t *s, zql_plnode_t ***tail)
+{
+  zql_plan_t *p = b->p;
+  const zql_list_t *ops = &s->u.query.rowops;
+  const zql_list_t *ord = &s->u.query.order;
+  uint32_t nnames = 0;
+  for (uint32_t i = 0; i < ops->n; i++)
+    nnames += ops->items[i]->kind != ZQL_N_WHERE;
+  p->rowq = true;
+  p->row_names = balloc(b, (nnames ? nnames : 1) * sizeof *p->row_names);
+  p->order = balloc(b, (ord->n ? ord->n : 1) * sizeof *p->order);
+  if (b->err)
+    return;
+  uint16_t base = newreg(b, (uint16_t)(1 + nnames + ord->n));
+  emit(b, ZQL_I_MOVE, 0, base, extract_reg(b, NULL, 0), 0, 0);
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < ops->n && !b->err; i++) {
+    const zql_node_t *op = ops->items[i];
+    if (op->kind == ZQL_N_WHERE)
+      continue;
+    const bind_t *bd = lookup(b, op);
+    p->row_names[k] = bstrdup(b, op->kind == ZQL_N_LET ? op->u.decl.name : op->u.unwind.alias);
+    emit(b, ZQL_I_MOVE, 0, base + 1 + k, bd ? bd->reg : 0, 0, 0);
+    k++;
+  }
+  p->nrow_names = nnames;
+  zql_strbuf_t ob = ZQL_STRBUF_INIT;
+  for (uint32_t i = 0; i < ord->n && !b->err; i++) {
+    uint16_t r = expr(b, ord->items[i]->u.order.expr);
+    emit(b, ZQL_I_MOVE, 0, base + 1 + nnames + i, r, 0, 0);
+    p->order[i].reg = (uint16_t)(base + 1 + nnames + i);
+    p->order[i].desc = ord->items[i]->u.order.desc;
+    zql_strbuf_addf(&ob, "%s%s", i ? ", " : "", node_text(b, ord->items[i]));
+  }
+  p->norder = ord->n;
+  emit(b, ZQL_I_ROW, 0, 0, base, 1 + nnames + ord->n, 0);
+  finish_map(b);
+  lnode(b, tail, "Rows", NULL);
+  if (ord->n)
+    lnode(b, tail, "Order", zql_arena_strndup(b->a, ob.buf, ob.len));
+  zql_strbuf_release(&ob);
+}
+
 /* The procedural form: map { let / if / when / for / emit }. */
 static void map_block(builder_t *b, const zql_node_t *blk);
 
@@ -1750,6 +1795,8 @@ int zql_plan_build(const zql_source_t *src, const zql_node_t *stmt,
     rowops(&b, &stmt->u.query.rowops, &tail);
     if (stmt->u.query.map)
       build_mapform(&b, stmt, &tail);
+    else if (!stmt->u.query.grouped && !stmt->u.query.has_compute)
+      build_rowq(&b, stmt, &tail);
     else
       build_grouped(&b, stmt, &tail);
   }

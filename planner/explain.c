@@ -119,8 +119,21 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
   extract_list(out, p);
   zql_strbuf_addf(out, "; program of %u instructions; combiner: hash table of partial states "
                   "(add)\n", (unsigned)p->map.n);
-  zql_strbuf_addf(out, "  SHUFFLE partition hash(key) %% %u; sort by key; spill sorted runs "
-                  "past --mem-limit\n", (unsigned)p->partitions);
+  if (p->rowq) {
+    zql_strbuf_adds(out, "  ROWS    keep each row");
+    if (p->nrow_names) {
+      zql_strbuf_adds(out, " with ");
+      for (uint32_t i = 0; i < p->nrow_names; i++)
+        zql_strbuf_addf(out, "%s%s", i ? ", " : "", p->row_names[i]);
+    }
+    if (p->limit >= 0)
+      zql_strbuf_addf(out, "; keep the first %" PRId64 " per worker [sort+limit]",
+                      p->limit + (p->offset > 0 ? p->offset : 0));
+    zql_strbuf_addc(out, '\n');
+  } else {
+    zql_strbuf_addf(out, "  SHUFFLE partition hash(key) %% %u; sort by key; spill sorted runs "
+                    "past --mem-limit\n", (unsigned)p->partitions);
+  }
   for (uint32_t i = 0; i < p->ntables; i++) {
     const zql_ptable_t *t = &p->tables[i];
     zql_strbuf_adds(out, "  REDUCE  ");
@@ -144,7 +157,7 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
       zql_strbuf_addf(out, "; order by %u term%s", (unsigned)p->norder,
                       p->norder == 1 ? "" : "s");
     else
-      zql_strbuf_adds(out, " in key order");
+      zql_strbuf_adds(out, p->rowq ? " in _seq order" : " in key order");
     if (p->limit >= 0)
       zql_strbuf_addf(out, "; limit %" PRId64, p->limit);
     if (p->offset > 0)

@@ -57,4 +57,5 @@ ZQL_OP(ADDAGG,   "add to aggregator slot c of the current group: x = a (b: 1 + h
 ZQL_OP(EMIT,     "table c: find the group keyed by a .. a+b-1, add value a+b (weight a+b+1)")
 ZQL_OP(FINAL,    "dst = final value of aggregator slot c of the current group")
 ZQL_OP(KEY,      "dst = key column c of the current group")
+ZQL_OP(ROW,      "row query: keep the row a .. a+b-1 (event, named values, order-by values)")
 ZQL_OP(HALT,     "end of program")

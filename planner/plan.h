@@ -163,6 +163,9 @@ typedef struct zql_plan {
   uint64_t source_hash;   /* XXH3 of the source text the plan came from */
   const char *name;       /* the aggregate's name, or "query" */
   bool is_query;          /* ad-hoc query: rows, order by, limit */
+  bool rowq;              /* a row query: no group by, no compute (ROW, no tables) */
+  const char **row_names; /* row query: the let and unwind names added to each row */
+  uint32_t nrow_names;
   const char *source_agg; /* NULL: the event log; else `from agg NAME` */
 
   /* scan */
@@ -191,7 +194,8 @@ typedef struct zql_plan {
 
   /* REDUCE */
   uint32_t partitions;       /* R: hash(key) % R (option `partitions`, default 8) */
-  zql_porder_t *order;       /* ad-hoc `order by` (registers of tables[0].final) */
+  zql_porder_t *order;       /* ad-hoc `order by` (registers of tables[0].final; of the
+                                map program in a row query) */
   uint32_t norder;
   int64_t limit, offset;     /* -1: none */
 

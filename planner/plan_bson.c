@@ -83,6 +83,11 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
   bson_append_int64(d, "hash", -1, (int64_t)p->source_hash);
   put_str(d, "name", p->name);
   bson_append_bool(d, "query", -1, p->is_query);
+  bson_append_bool(d, "rowq", -1, p->rowq);
+  bson_append_array_begin(d, "row_names", -1, &a);
+  for (uint32_t i = 0; i < p->nrow_names; i++)
+    put_str(&a, idx(i, kb), p->row_names[i]);
+  bson_append_array_end(d, &a);
   put_str(d, "src_agg", p->source_agg);
   put_bound(d, "ts_lo", &p->ts_lo);
   put_bound(d, "ts_hi", &p->ts_hi);
@@ -479,6 +484,11 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
       nin = (uint32_t)in->b + 2;
       ok = ok && !final && in->c < p->ntables && in->b == p->tables[in->c].nkeys;
       break;
+    case ZQL_I_ROW:
+      dst = false;
+      nin = in->b;
+      ok = ok && !final && p->rowq && in->b == 1 + p->nrow_names + p->norder;
+      break;
     case ZQL_I_FINAL: ok = ok && final && in->c < p->tables[table].naggs; break;
     case ZQL_I_KEY: ok = ok && final && in->c < p->tables[table].nkeys; break;
     case ZQL_I_HALT: dst = false; break;
@@ -527,6 +537,24 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
   p->source_hash = (uint64_t)get_int(&r, &top, "hash", INT64_MIN, INT64_MAX);
   p->name = get_str(&r, &top, "name", true);
   p->is_query = get_bool(&r, &top, "query");
+  p->rowq = get_bool(&r, &top, "rowq");
+  {
+    bson_iter_t rn;
+    uint32_t nn;
+    if (enter(&r, &top, "row_names", true, &rn, &nn)) {
+      p->nrow_names = nn;
+      p->row_names = ralloc(&r, nn, sizeof(char *));
+      for (uint32_t i = 0; i < nn && !r.bad && bson_iter_next(&rn); i++) {
+        uint32_t l;
+        if (!BSON_ITER_HOLDS_UTF8(&rn)) {
+          bad(&r, "row name");
+          break;
+        }
+        const char *s = bson_iter_utf8(&rn, &l);
+        p->row_names[i] = zql_arena_strndup(p->arena, s, l);
+      }
+    }
+  }
   p->source_agg = get_str(&r, &top, "src_agg", false);
   get_bound(&r, &top, "ts_lo", &p->ts_lo);
   get_bound(&r, &top, "ts_hi", &p->ts_hi);
@@ -763,7 +791,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
   if (enter(&r, &top, "order", true, &a, &n)) {
     p->norder = n;
     p->order = ralloc(&r, n, sizeof *p->order);
-    uint32_t fr = p->ntables ? p->tables[0].final.nregs : 0;
+    uint32_t fr = p->rowq ? p->map.nregs : p->ntables ? p->tables[0].final.nregs : 0;
     for (uint32_t i = 0; i < n && !r.bad && bson_iter_next(&a); i++) {
       if (!BSON_ITER_HOLDS_DOCUMENT(&a) || !bson_iter_recurse(&a, &e)) {
         bad(&r, "order");
@@ -797,8 +825,8 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
       tail = &l->child;
     }
   }
-  if (!r.bad && p->ntables == 0)
-    bad(&r, "no tables");
+  if (!r.bad && (p->ntables == 0) != p->rowq)
+    bad(&r, p->rowq ? "a row query with tables" : "no tables");
   if (!r.bad)
     check_prog(&r, &p->map, false, 0);
   for (uint32_t i = 0; i < p->ntables && !r.bad; i++) {

@@ -39,10 +39,9 @@
 
 #include "runtime/gen.h"
 
-#include <ctype.h>
-
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
+#include "runtime/base/tz.h"
 
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF /* no fused multiply-add: the same bits on every machine */
@@ -668,83 +667,14 @@ int zql_gen_each(const zql_gen_opts_t *o, zql_gen_fn fn, void *arg, zql_strbuf_t
 
 /* {==== dates ================================================================ */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm). */
-static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = (unsigned)(y - era * 400);
-  unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + (int64_t)doe - 719468;
-}
-
-/* Read exactly n digits at *p into *v. */
-static bool digits(const char **p, int n, int *v)
-{
-  *v = 0;
-  for (int k = 0; k < n; k++) {
-    if (!isdigit((unsigned char)**p))
-      return false;
-    *v = *v * 10 + (*(*p)++ - '0');
-  }
-  return true;
-}
-
+/* Parsing is zql's one ISO-8601 parser (runtime/base/tz.h); a date alone means its
+ * midnight UTC, and a date-time needs an offset (no local-time guesses). */
 int zql_gen_parse_date(const char *s, int64_t *ms)
 {
-  static const unsigned mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  const char *p = s;
-  int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
-  if (!digits(&p, 4, &y) || *p++ != '-' || !digits(&p, 2, &mo) || *p++ != '-' ||
-      !digits(&p, 2, &d))
+  zql_iso_t iso;
+  if (zql_iso8601_scan(s, strlen(s), &iso, NULL) < 0 || (iso.has_time && !iso.has_offset) ||
+      zql_iso8601_resolve(&iso, zql_tz_utc(), ms, NULL) < 0)
     return ZQL_E_USAGE;
-  if (mo < 1 || mo > 12 || d < 1 || (unsigned)d > mdays[mo - 1])
-    return ZQL_E_USAGE;
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo == 2 && d == 29 && !leap)
-    return ZQL_E_USAGE;
-  int64_t offset_min = 0;
-  if (*p == 'T' || *p == 't' || *p == ' ') {
-    p++;
-    if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi))
-      return ZQL_E_USAGE;
-    if (*p == ':') {
-      p++;
-      if (!digits(&p, 2, &sec))
-        return ZQL_E_USAGE;
-      if (*p == '.') {
-        p++;
-        int scale = 100, nd = 0;
-        while (isdigit((unsigned char)*p)) {
-          if (nd++ < 3) {
-            frac += (*p - '0') * scale;
-            scale /= 10;
-          }
-          p++;
-        }
-        if (nd == 0)
-          return ZQL_E_USAGE;
-      }
-    }
-    if (h > 23 || mi > 59 || sec > 59)
-      return ZQL_E_USAGE;
-    if (*p == 'Z' || *p == 'z') {
-      p++;
-    } else if (*p == '+' || *p == '-') {
-      int sign = *p++ == '-' ? -1 : 1, oh, om;
-      if (!digits(&p, 2, &oh) || *p++ != ':' || !digits(&p, 2, &om) || oh > 23 || om > 59)
-        return ZQL_E_USAGE;
-      offset_min = sign * (oh * 60 + om);
-    } else {
-      return ZQL_E_USAGE; /* a time needs its zone: no local-time guesses */
-    }
-  }
-  if (*p)
-    return ZQL_E_USAGE;
-  int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-                 sec - offset_min * 60;
-  *ms = secs * 1000 + frac;
   return 0;
 }
 

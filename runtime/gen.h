@@ -109,8 +109,9 @@ void zql_gen_free(zql_gen_t *g); /* NULL is a no-op */
 typedef int (*zql_gen_fn)(const bson_t *doc, void *arg);
 int zql_gen_each(const zql_gen_opts_t *o, zql_gen_fn fn, void *arg, zql_strbuf_t *err);
 
-/* Parse "YYYY-MM-DD", "YYYY-MM-DDTHH:MM[:SS[.fff]]Z" (or a "+00:00"-style offset) into UTC
- * ms since the epoch. Returns 0, or ZQL_E_USAGE for anything else. */
+/* Parse "YYYY-MM-DD" (midnight UTC) or "YYYY-MM-DDTHH:MM[:SS[.fff]]" with Z or an offset
+ * (+HH:MM, +HHMM, +HH) into UTC ms since the epoch, with zql_iso8601_scan
+ * (runtime/base/tz.h). Returns 0, or ZQL_E_USAGE for anything else. */
 int zql_gen_parse_date(const char *s, int64_t *ms);
 
 #endif

@@ -14,17 +14,22 @@
  * the table up to the year EXTEND_TO_YEAR, so that the instants events carry are resolved
  * by one binary search; beyond the table the rule is evaluated directly. A file without
  * transitions but with a rule (and a zone made by zql_tz_from_posix) follows the rule at
- * all times. TZif data is read from the version 2+ (64-bit) block when present.
+ * all times. TZif data is read from the version 2+ (64-bit) block when present;
+ * transitions outside the int64 ms range (zic's "big bang" at -2^59) are dropped, the
+ * last one before the range becoming the initial type. Leap-second files ("right/") are
+ * refused. tests/unit/tzcheck.c compares the result with glibc on every zone.
  *
  * Local -> UTC (zql_tz_from_civil). Offsets are bounded (|utoff| < 26 h, RFC 8536), so the
  * instants showing wall-clock time L all lie within 26 hours of L read as UTC. We collect
  * the offset in effect at L - 27 h and after each change up to L + 27 h; each offset o
  * whose instant L - o falls in the span where o is in effect is a solution. No solution is
- * a gap, more than one a fold (the earliest wins).
+ * a gap, more than one a fold (the earliest wins). When one offset covers the whole window
+ * (all but a few days a year) that is one binary search.
  *
  * Buckets (R10): see tz.h. Civil periods are found from the local date of t and then
  * corrected against the period boundaries S(D) themselves, which is what makes buckets a
- * partition of the time line around repeated or skipped midnights.
+ * partition of the time line around repeated or skipped midnights. The common case, no
+ * transition within a day of the period, takes one lookup and no search.
  */
 #include "runtime/base/zql_common.h"
 
@@ -45,10 +50,10 @@
 #define MIN_UTOFF (-89999)
 #define WINDOW (27 * 3600)        /* > |any utoff|: see the file comment */
 #define EXTEND_TO_YEAR 2200       /* rule transitions precomputed up to this year */
-#define MAX_TZIF_BYTES (4u << 20) /* real files are < 4 KiB */
+#define MAX_TZIF_BYTES (4u << 20) /* real files are a few KiB */
 #define MAX_ABBR 64               /* longest abbreviation of a POSIX TZ rule */
-/* The last year whose every instant fits the int64 ms range (rule evaluation bound). */
-#define MAX_RULE_YEAR INT64_C(292277026)
+/* Rule evaluation bound: beyond the years of the int64 ms range (-292275055..292278994). */
+#define MAX_RULE_YEAR INT64_C(292278995)
 
 /* {==== calendar ========================================================================= */
 
@@ -1200,7 +1205,8 @@ int zql_bucket_range(const zql_bucket_t *b, int64_t t, int64_t *start, int64_t *
   }
   if (!period_start(b, k, &s))
     return ZQL_E_ARG_RANGE;
-  while (s > t) { /* t's local date lies before S(k): a repeated midnight */
+  while (s > t) { /* t shows a date whose (only) midnight comes later: the clocks jumped
+                    over it and went back */
     k--;
     if (!period_start(b, k, &s))
       return ZQL_E_ARG_RANGE;

@@ -164,7 +164,7 @@ void zql_tz_to_civil(const zql_tz_t *z, int64_t utc_ms, zql_civil_t *out);
 bool zql_tz_from_civil(const zql_tz_t *z, const zql_civil_t *local, zql_tz_gap_t gap,
                        int64_t *utc_ms);
 /* The first instant after t at which the offset, DST flag or abbreviation changes; false
- * when there is none (a fixed zone, or t is beyond the year 292277026). */
+ * when there is none (a fixed zone, or none within the int64 ms range). */
 bool zql_tz_next_transition(const zql_tz_t *z, int64_t utc_ms, int64_t *next_ms);
 
 /* }==== */
