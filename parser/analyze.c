@@ -73,6 +73,7 @@
 #include "runtime/base/regex_guard.h"
 #include "runtime/base/strdist.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/base/tz.h"
 #include "runtime/base/tzdb.h"
 
 /* {==== state ============================================================================ */
@@ -1062,84 +1063,16 @@ static bool check_regex_string(analyzer_t *an, const cval_t *v, zql_span_t span)
   return true;
 }
 
-static int digits(const char *s, int n)
-{
-  int v = 0;
-  for (int i = 0; i < n; i++) {
-    if (!isdigit((unsigned char)s[i]))
-      return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  return v;
-}
-
-static int days_in_month(int y, int m)
-{
-  static const int d[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  return m == 2 && leap ? 29 : d[m - 1];
-}
-
-/* Parse an ISO-8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS[.f]]) with an
- * optional offset (Z, +HH:MM, +HHMM, +HH). */
+/* Check an ISO-8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM[:SS[.f]]) with an
+ * optional offset (Z, +HH:MM, +HHMM, +HH) with zql's one date parser
+ * (zql_iso8601_scan, runtime/base/tz.h); *has_offset tells whether it has Z or an offset. */
 static bool parse_iso(const char *s, bool *has_offset)
 {
-  *has_offset = false;
-  int y = digits(s, 4);
-  if (y < 0 || s[4] != '-')
+  zql_iso_t iso;
+  if (zql_iso8601_scan(s, strlen(s), &iso, NULL) < 0)
     return false;
-  int mo = digits(s + 5, 2);
-  if (mo < 1 || mo > 12 || s[7] != '-')
-    return false;
-  int d = digits(s + 8, 2);
-  if (d < 1 || d > days_in_month(y, mo))
-    return false;
-  s += 10;
-  if (*s == '\0')
-    return true;
-  if (*s != 'T' && *s != 't' && *s != ' ')
-    return false;
-  s++;
-  int h = digits(s, 2);
-  if (h < 0 || h > 23 || s[2] != ':')
-    return false;
-  int mi = digits(s + 3, 2);
-  if (mi < 0 || mi > 59)
-    return false;
-  s += 5;
-  if (*s == ':') {
-    int sec = digits(s + 1, 2);
-    if (sec < 0 || sec > 60)
-      return false;
-    s += 3;
-    if (*s == '.' || *s == ',') {
-      s++;
-      if (!isdigit((unsigned char)*s))
-        return false;
-      while (isdigit((unsigned char)*s))
-        s++;
-    }
-  }
-  if (*s == 'Z' || *s == 'z') {
-    s++;
-    *has_offset = true;
-  } else if (*s == '+' || *s == '-') {
-    s++;
-    int oh = digits(s, 2);
-    if (oh < 0 || oh > 23)
-      return false;
-    s += 2;
-    if (*s == ':')
-      s++;
-    if (isdigit((unsigned char)*s)) {
-      int om = digits(s, 2);
-      if (om < 0 || om > 59)
-        return false;
-      s += 2;
-    }
-    *has_offset = true;
-  }
-  return *s == '\0';
+  *has_offset = iso.has_offset;
+  return true;
 }
 
 /* Parse duration text ("5m", "1h30m") as the scanner does: int+unit parts, units

@@ -91,7 +91,8 @@ ZQL_FUNC("theta", ZQL_FN_AGGREGATE, 1, 2, "ei", ZQL_T_INT, 0,
 ZQL_FUNC("quantile", ZQL_FN_AGGREGATE, 2, 3, "enn", ZQL_T_DOUBLE, ZQL_FN_TABLE,
          "quantile(e, q [, compression])",
          "q-quantile (0 <= q <= 1) of the numeric values of e within 1% of the exact "
-         "type-7 value; compression (default 100) sizes the sketch")
+         "type-7 value (exact up to 1024 values); compression is accepted and ignored: "
+         "the sketch has fixed buckets")
 ZQL_FUNC("median", ZQL_FN_AGGREGATE, 1, 1, "e", ZQL_T_DOUBLE, 0,
          "median(e)",
          "median of the numeric values of e: quantile(e, 0.5)")
@@ -118,10 +119,10 @@ ZQL_FUNC("histogram", ZQL_FN_AGGREGATE, 2, 2, "ea", ZQL_T_ARRAY, 0,
          "histogram(e, [edge, ...])",
          "counts of the numeric values of e between consecutive strictly increasing edges, "
          "as [{lo, hi, count}]")
-ZQL_FUNC("sample", ZQL_FN_AGGREGATE, 2, 2, "ei", ZQL_T_ARRAY,
-         ZQL_FN_NONDET | ZQL_FN_TABLE,
+ZQL_FUNC("sample", ZQL_FN_AGGREGATE, 2, 2, "ei", ZQL_T_ARRAY, ZQL_FN_TABLE,
          "sample(e, N)",
-         "a uniform random sample of up to N non-null values of e (reservoir sampling)")
+         "a uniform sample of up to N non-null values of e: the rows whose _seq hashes "
+         "lowest, so the same whatever the split, in _seq order")
 ZQL_FUNC("collect", ZQL_FN_AGGREGATE, 2, 2, "ei", ZQL_T_ARRAY, ZQL_FN_TABLE,
          "collect(e, N)",
          "the first N non-null values of e in log (_seq) order, as an array")

@@ -624,11 +624,10 @@ static bool from_local(const zql_tz_t *z, int64_t ls, int sub, zql_tz_gap_t gap,
   enum { MAXSEG = 16 };
   int64_t from[MAXSEG];
   int32_t off[MAXSEG];
-  size_t nseg = 0;
+  size_t nseg = 1;
   int64_t t = ls - WINDOW, span_from, span_to;
   from[0] = t;
   off[0] = z->types[type_span(z, t, &span_from, &span_to)].utoff;
-  nseg = 1;
   if (span_to > ls + WINDOW) /* one offset over the whole window (the common case) */
     return finish(ls - off[0], sub, out);
   int64_t when;

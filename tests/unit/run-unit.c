@@ -40,6 +40,9 @@ static const group_t groups[] = {
     {"text", zql_unit_text},     {"crc32c", zql_unit_crc32c}, {"evlog", zql_unit_evlog},
     {"gen", zql_unit_gen},       {"ioformat", zql_unit_ioformat},
     {"func", zql_unit_func},     {"output", zql_unit_output},
+    {"value", zql_unit_value},   {"agg", zql_unit_agg},
+    {"agg_sketch", zql_unit_agg_sketch}, {"tz", zql_unit_tz},
+    {"func_time", zql_unit_func_time},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

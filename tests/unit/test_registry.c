@@ -172,7 +172,7 @@ static void test_flags(void **state)
   assert_true(zql_func_by_name("maximum")->flags & ZQL_FN_WEIGHT);
   assert_true(zql_func_by_name("minimum")->flags & ZQL_FN_WEIGHT);
   assert_false(zql_func_by_name("maximum")->flags & ZQL_FN_NONDET);
-  assert_true(zql_func_by_name("sample")->flags & ZQL_FN_NONDET);
+  assert_false(zql_func_by_name("sample")->flags & ZQL_FN_NONDET); /* bottom-k by hash: split-independent */
   assert_true(zql_func_by_name("distinct_count")->flags & ZQL_FN_LIMIT);
   assert_false(zql_func_by_name("hll")->flags & ZQL_FN_LIMIT);
   assert_true(zql_func_by_name("now")->flags & ZQL_FN_VOLATILE);

@@ -39,6 +39,11 @@ int zql_unit_gen(void);      /* tests/unit/test_gen.c */
 int zql_unit_ioformat(void); /* tests/unit/test_ioformat.c */
 int zql_unit_func(void);     /* tests/unit/test_func.c */
 int zql_unit_output(void);   /* tests/unit/test_output.c */
+int zql_unit_value(void);    /* tests/unit/test_value.c */
+int zql_unit_agg(void);      /* tests/unit/test_agg.c */
+int zql_unit_agg_sketch(void); /* tests/unit/test_agg_sketch.c */
+int zql_unit_tz(void);       /* tests/unit/test_tz.c */
+int zql_unit_func_time(void); /* tests/unit/test_func_time.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);
