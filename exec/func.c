@@ -9,8 +9,9 @@
  * exec/func_time.c, `session` and `hll_downgrade` in the planner/aggregation code.
  *
  * Conventions shared by every function below (func.h, design/ZQL.md R1-R5):
- *  - An ERROR argument is the result (the first one, left to right), then a NULL or
- *    MISSING argument makes the result NULL, then type errors give an ERROR with a static
+ *  - An ERROR argument is the result (the first one, left to right), then a MISSING
+ *    argument makes the result MISSING (so def(num(x)) is false when x is absent), then a
+ *    NULL argument makes it NULL, then type errors give an ERROR with a static
  *    message naming the function ("sqrt: negative argument"). def, coalesce, type and if
  *    are about missing values and errors and say themselves what they do with them;
  *    min/max skip NULL and MISSING arguments.
@@ -68,8 +69,8 @@
 
 /* {==== helpers ========================================================================= */
 
-/* The first ERROR argument into *out, else NULL into *out when some argument is NULL or
- * MISSING. Returns true when *out is the result. */
+/* The first ERROR argument into *out, else MISSING when some argument is MISSING, else
+ * NULL when some argument is NULL. Returns true when *out is the result. */
 static bool propagate(const zql_val_t *args, int nargs, zql_val_t *out)
 {
   for (int i = 0; i < nargs; i++)
@@ -78,7 +79,12 @@ static bool propagate(const zql_val_t *args, int nargs, zql_val_t *out)
       return true;
     }
   for (int i = 0; i < nargs; i++)
-    if (zql_val_is_nullish(&args[i])) {
+    if (args[i].t == ZQL_V_MISSING) {
+      *out = zql_val_missing();
+      return true;
+    }
+  for (int i = 0; i < nargs; i++)
+    if (args[i].t == ZQL_V_NULL) {
       *out = zql_val_null();
       return true;
     }

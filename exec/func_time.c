@@ -79,7 +79,12 @@ static bool propagate(const zql_val_t *args, int nargs, zql_val_t *out)
       return true;
     }
   for (int i = 0; i < nargs; i++)
-    if (zql_val_is_nullish(&args[i])) {
+    if (args[i].t == ZQL_V_MISSING) {
+      *out = zql_val_missing();
+      return true;
+    }
+  for (int i = 0; i < nargs; i++)
+    if (args[i].t == ZQL_V_NULL) {
       *out = zql_val_null();
       return true;
     }

@@ -121,6 +121,12 @@ typedef struct run {
   uint32_t R;
   uint64_t budget;        /* bytes per worker before spilling (0: none) */
   rows_t *parts;          /* ntables * R */
+  /* the reduce phase running: tables [t0, t0 + nt), whose groups come from srcs */
+  uint32_t t0, nt;
+  zql_vm_t **srcs;
+  unsigned nsrcs;
+  bool with_spills;       /* srcs are the map workers (their spilled runs count too) */
+  zql_vm_t *rvm;          /* per task: the VM of a per stage's reduce (feeds the next) */
   atomic_ullong events, bytes, groups;
   pthread_mutex_t lock;
   zql_strbuf_t err;       /* the first error message */
@@ -719,8 +725,8 @@ static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, row
       return ZQL_E_CORRUPT;
   vm->fgroup = &g;
   int rc = zql_vm_exec(vm, &pt->final, regs, t);
-  if (rc)
-    return rc;
+  if (rc || pt->intermediate)
+    return rc; /* a per stage's final program fed the next table */
   if (pt->having_reg >= 0 &&
       !(regs[pt->having_reg].t == ZQL_V_BOOL && regs[pt->having_reg].u.b))
     return 0;
@@ -750,15 +756,15 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
   run_t *r = arg;
   if (r->rc)
     return r->rc;
-  uint32_t t = task / r->R, part = task % r->R;
+  uint32_t t = r->t0 + task / r->R, part = task % r->R;
   const zql_aggslots_t *sl = &r->x->slots[t];
   const zql_ptable_t *pt = &r->p->tables[t];
-  rows_t *out = &r->parts[task];
+  rows_t *out = &r->parts[t * r->R + part];
   int rc = 0;
 
   /* sources: each worker's groups of this partition (sorted), each spilled run's segment */
-  uint32_t nsrc = r->nw;
-  for (unsigned w = 0; w < r->nw; w++)
+  uint32_t nsrc = r->nsrcs;
+  for (unsigned w = 0; r->with_spills && w < r->nw; w++)
     for (uint32_t s = 0; s < r->w[w].nspills; s++)
       nsrc += r->w[w].spills[s].table == t;
   source_t *src = zql_calloc(nsrc ? nsrc : 1, sizeof *src);
@@ -766,17 +772,17 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
   unsigned char *acc = zql_calloc(1, sl->block + 8);
   unsigned char *tmp = zql_calloc(1, sl->block + 8);
   zql_val_t *regs = zql_calloc(pt->final.nregs ? pt->final.nregs : 1, sizeof *regs);
-  zql_vm_t vm;
-  bool vm_ok = zql_vm_init(&vm, r->x, false) == 0;
+  zql_vm_t own, *vmp = r->rvm ? &r->rvm[task] : &own;
+  bool vm_ok = r->rvm ? true : zql_vm_init(&own, r->x, false) == 0;
   zql_val_t *fkeys = zql_calloc(pt->nkeys ? pt->nkeys : 1, sizeof *fkeys);
   if (!src || !hv || !acc || !tmp || !regs || !vm_ok || !fkeys) {
     rc = ZQL_E_NOMEM;
     goto done;
   }
-  vm.fkeys = fkeys;
+  vmp->fkeys = fkeys;
   uint32_t k = 0;
-  for (unsigned w = 0; w < r->nw; w++) {
-    zql_hashagg_t *h = &r->w[w].vm.tables[t];
+  for (unsigned w = 0; w < r->nsrcs; w++) {
+    zql_hashagg_t *h = &r->srcs[w]->tables[t];
     source_t *s = &src[k++];
     s->g = zql_calloc(h->n ? h->n : 1, sizeof *s->g);
     if (!s->g) {
@@ -788,7 +794,7 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
         s->g[s->n++] = h->tab[i].g;
     qsort(s->g, s->n, sizeof *s->g, group_key_cmp);
   }
-  for (unsigned w = 0; w < r->nw; w++)
+  for (unsigned w = 0; r->with_spills && w < r->nw; w++)
     for (uint32_t i = 0; i < r->w[w].nspills; i++) {
       const spill_t *sp = &r->w[w].spills[i];
       if (sp->table != t)
@@ -825,10 +831,10 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
     source_t *s = h.v[0];
     if (!have || key_cmp(s->key, s->klen, cur, curlen) != 0) {
       if (have) {
-        rc = finish_group(r, t, &vm, regs, out, cur, curlen, acc);
+        rc = finish_group(r, t, vmp, regs, out, cur, curlen, acc);
         for (uint32_t j = 0; j < sl->n; j++)
-          sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
-        zql_arena_reset(vm.batch);
+          sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
+        zql_arena_reset(vmp->batch);
         atomic_fetch_add(&r->groups, 1);
         if (rc)
           break;
@@ -848,7 +854,7 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
         sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
       have = true;
     }
-    rc = source_fold(r, sl, s, acc, tmp, &vm.actx);
+    rc = source_fold(r, sl, s, acc, tmp, &vmp->actx);
     if (rc)
       break;
     int n = source_next(s);
@@ -862,27 +868,27 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
   }
   if (have) {
     if (!rc) {
-      rc = finish_group(r, t, &vm, regs, out, cur, curlen, acc);
+      rc = finish_group(r, t, vmp, regs, out, cur, curlen, acc);
       atomic_fetch_add(&r->groups, 1);
     }
     for (uint32_t j = 0; j < sl->n; j++)
-      sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
+      sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
   }
   /* no group by: exactly one row even on empty input (resolved point 3) */
   if (!rc && pt->nkeys == 0 && !have && part == zql_hash_bytes("", 0) % r->R) {
     for (uint32_t j = 0; j < sl->n; j++)
       sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
-    rc = finish_group(r, t, &vm, regs, out, (const uint8_t *)"", 0, acc);
+    rc = finish_group(r, t, vmp, regs, out, (const uint8_t *)"", 0, acc);
     for (uint32_t j = 0; j < sl->n; j++)
-      sl->defs[j]->destroy(acc + sl->offset[j], &vm.actx);
+      sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
   }
   zql_free(cur);
   if (!rc) {
     /* the errors the final programs counted */
     pthread_mutex_lock(&r->lock);
-    for (uint32_t i = 0; i < vm.errs.n; i++)
-      zql_errtab_add(&r->w[0].vm.errs, vm.errs.v[i].msg, vm.errs.v[i].n);
-    r->w[0].vm.overflow += vm.overflow;
+    for (uint32_t i = 0; i < vmp->errs.n; i++)
+      zql_errtab_add(&r->w[0].vm.errs, vmp->errs.v[i].msg, vmp->errs.v[i].n);
+    r->w[0].vm.overflow += vmp->overflow;
     pthread_mutex_unlock(&r->lock);
   }
 done:
@@ -897,8 +903,10 @@ done:
   zql_free(tmp);
   zql_free(regs);
   zql_free(fkeys);
-  if (vm_ok)
-    zql_vm_free(&vm);
+  if (vm_ok && !r->rvm)
+    zql_vm_free(vmp);
+  else if (vm_ok)
+    vmp->fkeys = NULL;
   if (rc) {
     const char *m = rc == ZQL_E_NOMEM ? "out of memory while reducing"
                     : rc == ZQL_E_IO  ? "cannot read a spill file"
@@ -967,10 +975,10 @@ static bool same_within(const zql_ptable_t *t, const row_t *a, const row_t *b)
   return true;
 }
 
-static int collect(run_t *r, uint32_t t, zql_result_t *res)
+static int collect(run_t *r, uint32_t t, zql_result_t *res, uint32_t oi)
 {
   const zql_ptable_t *pt = &r->p->tables[t];
-  zql_result_table_t *rt = &res->tables[t];
+  zql_result_table_t *rt = &res->tables[oi];
   uint64_t total = 0;
   for (uint32_t p = 0; p < r->R; p++)
     total += r->parts[t * r->R + p].n;
@@ -1124,9 +1132,66 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     rc = r.rc;
   if (rc)
     goto done;
-  rc = zql_pool_run(threads, r.R * p->ntables, reduce_task, &r);
-  if (r.rc)
-    rc = r.rc;
+  /* REDUCE: the map workers' tables; a per stage first reduces its entities, whose final
+   * programs feed the next table in the reduce tasks' own VMs, then those are reduced */
+  zql_vm_t **srcs = zql_calloc(threads > r.R ? threads : r.R, sizeof *srcs);
+  if (!srcs) {
+    rc = ZQL_E_NOMEM;
+    zql_strbuf_adds(&r.err, "out of memory");
+    goto done;
+  }
+  for (unsigned i = 0; i < r.nw; i++)
+    srcs[i] = &r.w[i].vm;
+  r.srcs = srcs;
+  r.nsrcs = r.nw;
+  r.with_spills = true;
+  r.t0 = 0;
+  r.nt = p->ntables;
+  if (p->ntables > 1 && p->tables[0].intermediate) {
+    r.nt = 1;
+    r.rvm = zql_calloc(r.R, sizeof *r.rvm);
+    for (uint32_t i = 0; r.rvm && i < r.R; i++)
+      if (zql_vm_init(&r.rvm[i], x, true) != 0) {
+        for (uint32_t j = 0; j < i; j++)
+          zql_vm_free(&r.rvm[j]);
+        zql_free(r.rvm);
+        r.rvm = NULL;
+      }
+    if (!r.rvm) {
+      zql_free(srcs);
+      rc = ZQL_E_NOMEM;
+      zql_strbuf_adds(&r.err, "out of memory");
+      goto done;
+    }
+    rc = zql_pool_run(threads, r.R, reduce_task, &r);
+    if (r.rc)
+      rc = r.rc;
+    for (uint32_t i = 0; i < r.R; i++)
+      srcs[i] = &r.rvm[i];
+    r.nsrcs = r.R;
+    r.with_spills = false;
+    r.t0 = 1;
+    r.nt = p->ntables - 1;
+    zql_vm_t *rvm = r.rvm;
+    r.rvm = NULL;
+    if (!rc) {
+      rc = zql_pool_run(threads, r.R * r.nt, reduce_task, &r);
+      if (r.rc)
+        rc = r.rc;
+    }
+    for (uint32_t i = 0; i < r.R; i++) {
+      /* the per stage's counters belong to the run */
+      r.w[0].vm.actx.type_skips += rvm[i].actx.type_skips; /* errors: reduce_task */
+      zql_vm_free(&rvm[i]);
+    }
+    zql_free(rvm);
+  } else {
+    rc = zql_pool_run(threads, r.R * p->ntables, reduce_task, &r);
+    if (r.rc)
+      rc = r.rc;
+  }
+  zql_free(srcs);
+  r.srcs = NULL;
   if (rc)
     goto done;
   double t2 = now_s();
@@ -1134,13 +1199,13 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   if (p->rowq) {
     rc = collect_rows(&r, res);
   } else {
-    res->ntables = p->ntables;
     res->tables = zql_arena_calloc(res->arena, p->ntables ? p->ntables : 1,
                                    sizeof *res->tables);
     if (!res->tables)
       rc = ZQL_E_NOMEM;
     for (uint32_t t = 0; t < p->ntables && !rc; t++)
-      rc = collect(&r, t, res);
+      if (!p->tables[t].intermediate)
+        rc = collect(&r, t, res, res->ntables++);
   }
   if (rc) {
     zql_strbuf_adds(&r.err, "out of memory while collecting the result");

@@ -8,7 +8,8 @@
  * and each table's final program once per group.
  *
  * Semantics (design/ZQL.md R1-R5): operators propagate ERROR (the first ERROR operand
- * wins); arithmetic over NULL/MISSING gives NULL; comparisons are three-valued
+ * wins); arithmetic over a MISSING operand gives MISSING, over NULL gives NULL (so
+ * def(extra.a + 1) is false when extra.a is absent); comparisons are three-valued
  * (zql_val_eq3/cmp3); `and`/`or` follow the SQL truth tables with ERROR propagating;
  * `/` always gives a double, `%` of two integers an integer (sign of the dividend);
  * int64 overflow in + - * promotes to double and counts `_overflow`; a date plus or minus
@@ -298,13 +299,19 @@ static zql_val_t err_of(const zql_val_t *a, const zql_val_t *b)
   return a->t == ZQL_V_ERROR ? *a : *b;
 }
 
+/* Arithmetic over an absent operand is absent (MISSING), over a null one null. */
+static zql_val_t absent_of(const zql_val_t *a, const zql_val_t *b)
+{
+  return a->t == ZQL_V_MISSING || b->t == ZQL_V_MISSING ? zql_val_missing() : zql_val_null();
+}
+
 /* + - * over numbers (R4), dates and durations. */
 static zql_val_t arith(zql_vm_t *vm, zql_opcode_t op, const zql_val_t *a, const zql_val_t *b)
 {
   if (a->t == ZQL_V_ERROR || b->t == ZQL_V_ERROR)
     return err_of(a, b);
   if (zql_val_is_nullish(a) || zql_val_is_nullish(b))
-    return zql_val_null();
+    return absent_of(a, b);
   if (a->t == ZQL_V_INT && b->t == ZQL_V_INT) {
     int64_t r;
     bool ovf;
@@ -353,7 +360,7 @@ static zql_val_t divmod(zql_opcode_t op, const zql_val_t *a, const zql_val_t *b)
   if (a->t == ZQL_V_ERROR || b->t == ZQL_V_ERROR)
     return err_of(a, b);
   if (zql_val_is_nullish(a) || zql_val_is_nullish(b))
-    return zql_val_null();
+    return absent_of(a, b);
   if (!zql_val_is_num(a) || !zql_val_is_num(b))
     return zql_val_error(op == ZQL_I_DIV ? "/: operands are not numbers"
                                          : "%: operands are not numbers");
@@ -633,7 +640,7 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
     case ZQL_I_PLUS: {
       const zql_val_t *a = &r[in->a];
       if (a->t == ZQL_V_ERROR || zql_val_is_nullish(a))
-        r[in->dst] = a->t == ZQL_V_ERROR ? *a : zql_val_null();
+        r[in->dst] = *a; /* ERROR, MISSING and NULL stay what they are */
       else if (!zql_val_is_num(a))
         r[in->dst] = zql_val_error(in->op == ZQL_I_NEG ? "-: operand is not a number"
                                                         : "+: operand is not a number");
@@ -785,7 +792,7 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
       break;
     }
     case ZQL_I_ADDAGG:
-      add_to(vm, 0, vm->cur[0], in->c, &r[in->a], in->b, false);
+      add_to(vm, in->dst, vm->cur[in->dst], in->c, &r[in->a], in->b, false);
       if (vm->oom)
         return vm->oom;
       break;

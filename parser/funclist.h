@@ -201,7 +201,7 @@ ZQL_FUNC("substr", ZQL_FN_SCALAR, 2, 3, "eee", ZQL_T_STRING, 0,
          "rest of s")
 ZQL_FUNC("concat", ZQL_FN_SCALAR, 1, -1, "e*", ZQL_T_STRING, 0,
          "concat(e, ...)",
-         "the string arguments joined; a null or missing argument makes the result null")
+         "the string arguments joined; a missing argument makes the result missing, a null one null")
 ZQL_FUNC("contains", ZQL_FN_SCALAR, 2, 2, "ee", ZQL_T_BOOL, 0,
          "contains(s, x)",
          "true when string s contains substring x, or array s has an element equal to x")

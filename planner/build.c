@@ -587,10 +587,19 @@ static uint16_t path_expr(builder_t *b, const zql_node_t *n)
     }
     return apply_steps(b, bd->reg, st, 0, ns);
   }
+  case ZQL_REF_PER: {
+    /* `u` is the entity; `u.item...` a per item's final value, then the rest of the path */
+    const zql_node_t *t = n->u.path.target;
+    const bind_t *bd = lookup(b, t);
+    if (!bd) {
+      fail(b, ZQL_E_INTERNAL, "planner: per name '%s' is not bound here", n->u.path.root);
+      return 0;
+    }
+    return apply_steps(b, bd->reg, st, t->kind == ZQL_N_AGGITEM ? 1 : 0, ns);
+  }
   case ZQL_REF_AGGCOL:
-  case ZQL_REF_PER:
-    fail(b, ZQL_E_UNSUPPORTED, "'%s': reading the rows of another aggregate or of a per "
-         "stage is not supported by this version of the engine", node_text(b, n));
+    fail(b, ZQL_E_UNSUPPORTED, "'%s': reading the rows of another aggregate is not "
+         "supported by this version of the engine", node_text(b, n));
     return 0;
   case ZQL_REF_UNRESOLVED:
   default:
@@ -1046,6 +1055,10 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
   if (a.has_by) {
     if (by) {
       r = expr(b, by);
+    } else if (b->prog != &b->p->map) {
+      fail(b, ZQL_E_UNSUPPORTED, "%s(...) after a per stage needs `by`: there is no event "
+           "timestamp there", name);
+      return;
     } else {
       const char *ts = "timestamp";
       r = extract_reg(b, &ts, 1);
@@ -1064,7 +1077,7 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
       skips[nskips++] = emit(b, ZQL_I_CHKERR, 0, 0, r, 0, 0);
     emit(b, ZQL_I_MOVE, 0, at++, r, 0, 0);
   }
-  emit(b, ZQL_I_ADDAGG, 0, 0, base, (unsigned)nin, (uint32_t)slot);
+  emit(b, ZQL_I_ADDAGG, 0, b->table, base, (unsigned)nin, (uint32_t)slot);
   for (uint32_t i = 0; i < nskips; i++)
     patch_to(b, skips[i], here(b));
 }
@@ -1288,45 +1301,37 @@ static void finish_map(builder_t *b)
   b->nskip = 0;
 }
 
-/* The declarative form: group by keys, compute items. */
-static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tail)
+/* Feed table t from the program being emitted: keys into consecutive registers (an ERROR
+ * key skips the row, a `skip null` key skips NULL/MISSING), GROUP, then each item's
+ * aggregator inputs and ADDAGG (an item's filter guards its calls). The Key and Agg lines
+ * of EXPLAIN go to *keytext and *aggtext. */
+static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
+                       const zql_node_t *const *knode, uint32_t nkeys,
+                       const zql_list_t *items, zql_strbuf_t *keytext, zql_strbuf_t *aggtext)
 {
   zql_plan_t *p = b->p;
-  const zql_list_t *keys = &s->u.query.keys;
-  const zql_list_t *items = &s->u.query.compute;
-  p->tables = balloc(b, sizeof *p->tables);
-  if (b->err)
-    return;
-  p->ntables = 1;
-  b->table = 0;
-  zql_ptable_t *t = &p->tables[0];
-  t->nkeys = keys->n;
-
-  /* MAP: keys */
-  zql_strbuf_t sb = ZQL_STRBUF_INIT;
-  uint16_t kbase = newreg(b, (uint16_t)(keys->n ? keys->n : 1));
-  for (uint32_t i = 0; i < keys->n && !b->err; i++) {
-    const zql_node_t *k = keys->items[i];
-    if (k->u.key.per) {
-      fail(b, ZQL_E_UNSUPPORTED, "session keys (per ...) are not supported by this version "
-           "of the engine");
-      break;
+  b->table = t;
+  uint16_t kbase = newreg(b, (uint16_t)(nkeys ? nkeys : 1));
+  for (uint32_t i = 0; i < nkeys && !b->err; i++) {
+    const zql_node_t *k = knode ? knode[i] : NULL;
+    if (k && k->u.key.per) {
+      fail(b, ZQL_E_UNSUPPORTED, "session keys (session(...) per ...) are not supported by "
+           "this version of the engine");
+      return;
     }
-    uint16_t r = expr(b, k->u.key.expr);
+    uint16_t r = expr(b, kexpr[i]);
     skip_jump(b, ZQL_I_CHKERR, r);
-    if (k->u.key.skip_null)
+    if (k && k->u.key.skip_null)
       skip_jump(b, ZQL_I_JNULL, r);
     emit(b, ZQL_I_MOVE, 0, kbase + i, r, 0, 0);
-    zql_strbuf_addf(&sb, "%s%s = %s%s", i ? ", " : "", k->u.key.name,
-                    node_text(b, k->u.key.expr), k->u.key.skip_null ? " skip null" : "");
+    if (k)
+      zql_strbuf_addf(keytext, "%s%s = %s%s", i ? ", " : "", k->u.key.name,
+                      node_text(b, k->u.key.expr), k->u.key.skip_null ? " skip null" : "");
+    else
+      zql_strbuf_addf(keytext, "%s%s", i ? ", " : "", node_text(b, kexpr[i]));
   }
-  if (keys->n)
-    lnode(b, tail, "Key", zql_arena_strndup(b->a, sb.buf, sb.len));
-  zql_strbuf_reset(&sb);
-  emit(b, ZQL_I_GROUP, 0, 0, kbase, keys->n, 0);
-
-  /* MAP: aggregator inputs, item by item (an item's filter guards its calls) */
-  bool nondet = false;
+  emit(b, ZQL_I_GROUP, 0, 0, kbase, nkeys, t);
+  zql_ptable_t *tab = &p->tables[t];
   for (uint32_t i = 0; i < items->n && !b->err; i++) {
     const zql_node_t *it = items->items[i];
     uint32_t jf = UINT32_MAX, je = UINT32_MAX;
@@ -1335,29 +1340,98 @@ static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
       je = emit(b, ZQL_I_CHKERR, 0, 0, f, 0, 0);
       jf = emit(b, ZQL_I_JNT, 0, 0, f, 0, 0);
     }
-    uint32_t before = t->naggs;
+    uint32_t before = tab->naggs;
     find_aggs(b, it->u.aggitem.expr, it);
+    tab = &p->tables[t];
     if (jf != UINT32_MAX) {
       patch_to(b, je, here(b));
       patch_to(b, jf, here(b));
     }
-    zql_strbuf_addf(&sb, "%s%s: %s", i ? ", " : "", it->u.aggitem.name,
+    zql_strbuf_addf(aggtext, "%s%s: %s", i ? ", " : "", it->u.aggitem.name,
                     node_text(b, it->u.aggitem.expr));
     if (it->u.aggitem.filter)
-      zql_strbuf_addf(&sb, " where %s", node_text(b, it->u.aggitem.filter));
-    for (uint32_t j = before; j < t->naggs; j++)
-      nondet |= t->aggs[j].nondet;
+      zql_strbuf_addf(aggtext, " where %s", node_text(b, it->u.aggitem.filter));
+    for (uint32_t j = before; j < tab->naggs; j++)
+      p->nondet |= tab->aggs[j].nondet;
   }
-  finish_map(b);
-  zql_plnode_t *agg = lnode(b, tail, "Agg", zql_arena_printf(b->a, "{%.*s}", (int)sb.len,
-                                                             sb.len ? sb.buf : ""));
-  zql_strbuf_release(&sb);
-  if (agg)
-    agg->mark = nondet ? "[mergeable; topk/sample depend on the split]" : "[all mergeable]";
-  p->nondet = nondet;
+}
 
-  /* FINAL: keys, computed items, having, rank, order by */
+/* The declarative form: [per entity as u { items }] group by keys, compute items. A per
+ * stage makes two tables: table 0 groups by the entity with the per items; its final
+ * program loads the entity and the items' final values and feeds table 1 (the group by),
+ * whose final program gives the output rows. */
+static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tail)
+{
+  zql_plan_t *p = b->p;
+  const zql_list_t *keys = &s->u.query.keys;
+  const zql_list_t *items = &s->u.query.compute;
+  const zql_node_t *per = s->u.query.per;
+  uint32_t main = per ? 1 : 0;
+  p->ntables = main + 1;
+  p->tables = balloc(b, p->ntables * sizeof *p->tables);
+  if (b->err)
+    return;
+  zql_strbuf_t kt = ZQL_STRBUF_INIT, at = ZQL_STRBUF_INIT;
+
+  if (per) {
+    /* MAP: the entity key and the per items into table 0 */
+    zql_node_t *pk = per->u.per.key;
+    p->tables[0].nkeys = 1;
+    p->tables[0].intermediate = true;
+    p->tables[0].having_reg = -1;
+    feed_table(b, 0, &pk, NULL, 1, &per->u.per.items, &kt, &at);
+    finish_map(b);
+    b->skip_target = UINT32_MAX;
+    zql_plnode_t *l = lnode(b, tail, "Per",
+                            zql_arena_printf(b->a, "%s = %s; {%.*s}", per->u.per.alias, kt.buf,
+                                             (int)at.len, at.len ? at.buf : ""));
+    if (l)
+      l->mark = "[two-level: per entity]";
+    zql_strbuf_reset(&kt);
+    zql_strbuf_reset(&at);
+    /* table 0's final program: entity and per results, then it feeds table 1 */
+    b->prog = &p->tables[0].final;
+    b->table = 0;
+    b->final_mode = true;
+    uint16_t er = newreg(b, 1);
+    emit(b, ZQL_I_KEY, 0, er, 0, 0, 0);
+    bind(b, per, er, -1);
+    for (uint32_t i = 0; i < per->u.per.items.n && !b->err; i++) {
+      const zql_node_t *it = per->u.per.items.items[i];
+      uint16_t r = expr(b, it->u.aggitem.expr);
+      bind(b, it, r, -1);
+    }
+    b->final_mode = false;
+  }
+
+  /* the group by keys and compute items: from the map program, or from table 0's final */
+  zql_node_t **kx = balloc(b, (keys->n ? keys->n : 1) * sizeof *kx);
+  if (b->err)
+    return;
+  for (uint32_t i = 0; i < keys->n; i++)
+    kx[i] = keys->items[i]->u.key.expr;
+  p->tables[main].nkeys = keys->n;
+  feed_table(b, main, kx, (const zql_node_t *const *)keys->items, keys->n, items, &kt, &at);
+  /* aggregator calls of having, rank and order by get slots too (order by count()) */
+  find_aggs(b, s->u.query.having, NULL);
+  if (s->u.query.rank)
+    find_aggs(b, s->u.query.rank->u.rank.by, NULL);
+  for (uint32_t i = 0; i < s->u.query.order.n; i++)
+    find_aggs(b, s->u.query.order.items[i]->u.order.expr, NULL);
+  finish_map(b);
+  if (keys->n)
+    lnode(b, tail, "Key", zql_arena_strndup(b->a, kt.buf, kt.len));
+  zql_plnode_t *agg = lnode(b, tail, "Agg", zql_arena_printf(b->a, "{%.*s}", (int)at.len,
+                                                             at.len ? at.buf : ""));
+  zql_strbuf_release(&kt);
+  zql_strbuf_release(&at);
+  if (agg)
+    agg->mark = p->nondet ? "[mergeable; topk depends on the split]" : "[all mergeable]";
+
+  /* FINAL of the main table: keys, computed items, having, rank, order by */
+  zql_ptable_t *t = &p->tables[main];
   b->prog = &t->final;
+  b->table = main;
   b->final_mode = true;
   t->ncols = keys->n + items->n;
   t->cols = balloc(b, (t->ncols ? t->ncols : 1) * sizeof *t->cols);
@@ -1785,9 +1859,6 @@ int zql_plan_build(const zql_source_t *src, const zql_node_t *stmt,
                                      : "`from agg` is not supported by this version of the "
                                        "engine");
   }
-  if (stmt->u.query.per)
-    fail(&b, ZQL_E_UNSUPPORTED, "per-entity stages (per ... as ...) are not supported by "
-         "this version of the engine");
 
   zql_plnode_t *root = NULL, **tail = &root;
   zql_plnode_t *scan = b.err ? NULL : lnode(&b, &tail, "Scan", NULL);

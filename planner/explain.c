@@ -139,8 +139,12 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     zql_strbuf_adds(out, "  REDUCE  ");
     if (t->name)
       zql_strbuf_addf(out, "table %s: ", t->name);
-    zql_strbuf_addf(out, "merge %u state%s per group; finalize", (unsigned)t->naggs,
-                    t->naggs == 1 ? "" : "s");
+    zql_strbuf_addf(out, "merge %u state%s per %s; finalize", (unsigned)t->naggs,
+                    t->naggs == 1 ? "" : "s", t->intermediate ? "entity" : "group");
+    if (t->intermediate) {
+      zql_strbuf_addf(out, "; feed table %u (group by) [two-level]\n", (unsigned)i + 1);
+      continue;
+    }
     if (t->having_reg >= 0)
       zql_strbuf_adds(out, "; having");
     if (t->has_rank)
@@ -165,6 +169,8 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     zql_strbuf_addc(out, '\n');
   } else {
     for (uint32_t i = 0; i < p->ntables; i++) {
+      if (p->tables[i].intermediate)
+        continue;
       zql_strbuf_addf(out, "  COMMIT  mode %s into \"%s\"", p->mode, p->tables[i].into);
       if (p->key_doc)
         zql_strbuf_adds(out, " key doc");

@@ -126,6 +126,7 @@ typedef struct zql_porder {
 typedef struct zql_ptable {
   const char *name;       /* map form: the table's name; declarative form: NULL */
   const char *into;       /* the output collection (default zagg.NAME[.TABLE]) */
+  bool intermediate;      /* a per stage: its final program feeds the next table (no rows) */
   uint32_t nkeys;
   uint32_t naggs;
   zql_pagg_t *aggs;

@@ -174,6 +174,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
     bson_append_document_begin(&a, idx(i, kb), -1, &e);
     put_str(&e, "name", t->name);
     put_str(&e, "into", t->into);
+    bson_append_bool(&e, "intermediate", -1, t->intermediate);
     bson_append_int32(&e, "nkeys", -1, (int32_t)t->nkeys);
     bson_append_array_begin(&e, "aggs", -1, &f);
     for (uint32_t j = 0; j < t->naggs; j++) {
@@ -469,15 +470,17 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
       break;
     case ZQL_I_ITER: a1 = true; ok = ok && in->c < pr->n; break;
     case ZQL_I_NEXT: a1 = true; ok = ok && in->c < pr->n; break;
-    case ZQL_I_GROUP:
+    case ZQL_I_GROUP: /* the map program, or a per stage's final program feeding the next */
       dst = false;
       nin = in->b;
-      ok = ok && !final && in->c == 0 && p->ntables > 0 && in->b == p->tables[0].nkeys;
+      ok = ok && (!final || p->tables[table].intermediate) && in->c < p->ntables &&
+           in->b == p->tables[in->c].nkeys && (!final || in->c > table);
       break;
     case ZQL_I_ADDAGG:
       dst = false;
       nin = in->b;
-      ok = ok && !final && p->ntables > 0 && in->c < p->tables[0].naggs && in->b >= 1;
+      ok = ok && (!final || p->tables[table].intermediate) && in->dst < p->ntables &&
+           in->c < p->tables[in->dst].naggs && in->b >= 1 && (!final || in->dst > table);
       break;
     case ZQL_I_EMIT:
       dst = false;
@@ -712,6 +715,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
       }
       t->name = get_str(&r, &e, "name", false);
       t->into = get_str(&r, &e, "into", true);
+      t->intermediate = get_bool(&r, &e, "intermediate");
       t->nkeys = (uint32_t)get_int(&r, &e, "nkeys", 0, 1000);
       if (enter(&r, &e, "aggs", true, &f, &m)) {
         t->naggs = m;

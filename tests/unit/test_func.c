@@ -149,7 +149,7 @@ static const fcase_t cases[] = {
     T("num", "error", "num: not a number", "true"),
     T("num", "error", "num: not a number", DATE1),
     T("num", "null", "null", "null"),
-    T("num", "null", "null", "missing"),
+    T("num", "missing", "null", "missing"),
     T("num", "error", "boom", "error"),
     /* int */
     T("int", "long", "42", "s:42"),
@@ -178,7 +178,7 @@ static const fcase_t cases[] = {
     T("double", "error", "double: out of range", "s:-1e999"),
     T("double", "error", "double: not a number", "s:x"),
     T("double", "error", "double: not a number", "true"),
-    T("double", "null", "null", "missing"),
+    T("double", "missing", "null", "missing"),
     /* str */
     T("str", "string", "\"5\"", "L:5"),
     T("str", "string", "\"1.5\"", "1.5"),
@@ -190,7 +190,7 @@ static const fcase_t cases[] = {
     T("str", "string", "\"{\\\"a\\\":1,\\\"b\\\":[1,\\\"x\\\"]}\"", "{\"a\": 1, \"b\": [1, \"x\"]}"),
     T("str", "string", "\"abc\"", "s:abc"),
     T("str", "null", "null", "null"),
-    T("str", "null", "null", "missing"),
+    T("str", "missing", "null", "missing"),
     T("str", "error", "boom", "error"),
     /* type */
     T("type", "string", "\"int\"", "1"),
@@ -206,7 +206,7 @@ static const fcase_t cases[] = {
     T("type", "string", "\"error\"", "error"),
     /* hash: propagation (values in test_hash) */
     T("hash", "null", "null", "null"),
-    T("hash", "null", "null", "missing"),
+    T("hash", "missing", "null", "missing"),
     T("hash", "error", "boom", "error"),
     /* def */
     T("def", "bool", "false", "missing"),
@@ -243,7 +243,7 @@ static const fcase_t cases[] = {
     T("upper", "string", "\"STRA\xc3\x9f" "E\"", "s:stra\xc3\x9f" "e"),
     T("lower", "error", "lower: not a string", "5"),
     T("upper", "error", "upper: not a string", "true"),
-    T("lower", "null", "null", "missing"),
+    T("lower", "missing", "null", "missing"),
     T("upper", "error", "boom", "error"),
     T("trim", "string", "\"a b\"", "s:  a b \t\n"),
     T("trim", "string", "\"a b\"", "s:a b\r\n"),
@@ -268,14 +268,14 @@ static const fcase_t cases[] = {
     T("substr", "error", "substr: length is not an integer", "s:abc", "0", "true"),
     T("substr", "error", "substr: not a string", "5", "1"),
     T("substr", "null", "null", "null", "1"),
-    T("substr", "null", "null", "s:abc", "missing"),
+    T("substr", "missing", "null", "s:abc", "missing"),
     T("substr", "error", "boom", "s:abc", "0", "error"),
     /* concat */
     T("concat", "string", "\"abc\"", "s:a", "s:b", "s:c"),
     T("concat", "string", "\"a\"", "s:a"),
     T("concat", "string", "\"\"", "s:", "s:"),
     T("concat", "null", "null", "s:a", "null"),
-    T("concat", "null", "null", "s:a", "missing"),
+    T("concat", "missing", "null", "s:a", "missing"),
     T("concat", "error", "concat: not a string", "s:a", "1"),
     T("concat", "error", "boom", "s:a", "error"),
     T("concat", "error", "boom", "null", "error"),
@@ -307,7 +307,7 @@ static const fcase_t cases[] = {
     T("ends_with", "bool", "false", "s:lo", "s:hello"),
     T("starts_with", "error", "starts_with: not a string", "1", "s:1"),
     T("ends_with", "error", "ends_with: not a string", "s:1", "1"),
-    T("ends_with", "null", "null", "missing", "s:1"),
+    T("ends_with", "missing", "null", "missing", "s:1"),
     /* split */
     T("split", "array", "[\"a\",\"b\",\"\",\"c\"]", "s:a,b,,c", "s:,"),
     T("split", "array", "[\"\"]", "s:", "s:,"),
@@ -328,7 +328,7 @@ static const fcase_t cases[] = {
     T("replace", "string", "\"hello\"", "s:h\xc3\xa9llo", "s:\xc3\xa9", "s:e"),
     T("replace", "error", "replace: empty search string", "s:abc", "s:", "s:x"),
     T("replace", "error", "replace: not a string", "s:abc", "s:b", "1"),
-    T("replace", "null", "null", "s:abc", "missing", "s:x"),
+    T("replace", "missing", "null", "s:abc", "missing", "s:x"),
     /* keys */
     T("keys", "array", "[\"b\",\"a\"]", "{\"b\": 1, \"a\": {\"c\": 2}}"),
     T("keys", "array", "[]", "{}"),
@@ -393,7 +393,7 @@ static const fcase_t cases[] = {
     T("ceil", "double", "0.0", "-0.5"),
     T("ceil", "long", "-5", "L:-5"),
     T("ceil", "error", "ceil: not a number", "true"),
-    T("ceil", "null", "null", "missing"),
+    T("ceil", "missing", "null", "missing"),
     /* sqrt, ln, log10, exp, pow */
     T("sqrt", "double", "2.0", "4"),
     T("sqrt", "double", "1.5", "2.25"),
