@@ -62,6 +62,7 @@ typedef struct zql_aggparams {
   uint32_t nconds;      /* retention, window_funnel, sequence_match: number of conditions */
   int64_t window_ms;    /* window_funnel: the window */
   const char *pattern;  /* sequence_match: the pattern text */
+  const char *inner;    /* merge: the aggregator whose stored states are merged */
 } zql_aggparams_t;
 
 /* One input row of an aggregator. */
@@ -110,7 +111,11 @@ typedef struct zql_aggdef {
   void (*destroy)(void *st, zql_aggctx_t *ctx);
 } zql_aggdef_t;
 
-/* The aggregator named name ("count", "median", ...), or NULL. count() and count(e) are
+/* merge(col) over stored states of `from agg` rows (exec/agg_merge.c). Not in
+ * zql_agg_all(): it needs params->inner, so the generic property tests cannot drive it. */
+extern const zql_aggdef_t zql_agg_merge;
+
+/* The aggregator named name ("count", "median", "merge", ...), or NULL. count() and count(e) are
  * both "count" (the executor passes a constant TRUE value for count()). median is
  * quantile with q = 0.5. */
 const zql_aggdef_t *zql_agg_lookup(const char *name);

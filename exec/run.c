@@ -100,6 +100,7 @@ typedef struct row {
   const uint8_t *key;
   uint32_t klen;
   zql_val_t *v;           /* ncols values, then the rank value, then the order values */
+  zql_val_t state;        /* keep_states: {column: saved state}, else MISSING */
 } row_t;
 
 typedef struct rows {
@@ -555,9 +556,30 @@ static int map_task(void *arg, uint32_t chunk, uint32_t worker)
 /* {==== reduce =========================================================================== */
 
 /* One sorted input of a k-way merge: a worker's in-memory groups, or a spilled run. */
+/* A group and the first 16 bytes of its key (big-endian, zero-padded): most comparisons
+ * of a sort or merge are decided by the prefix, without touching the group's memory. */
+typedef struct sent {
+  uint64_t p0, p1;
+  const zql_group_t *g;
+} sent_t;
+
+static inline uint64_t be64(const uint8_t *k, uint32_t n)
+{
+  uint64_t v = 0;
+  for (uint32_t i = 0; i < 8; i++)
+    v = v << 8 | (i < n ? k[i] : 0);
+  return v;
+}
+
+static void prefix_of(const uint8_t *k, uint32_t n, uint64_t *p0, uint64_t *p1)
+{
+  *p0 = be64(k, n);
+  *p1 = n > 8 ? be64(k + 8, n - 8) : 0;
+}
+
 typedef struct source {
   /* in memory */
-  const zql_group_t **g;
+  sent_t *g;
   uint64_t n, i;
   /* spilled */
   int fd;
@@ -565,15 +587,20 @@ typedef struct source {
   uint8_t *buf;
   size_t cap;
   bson_t doc;              /* current record (static view of buf) */
-  /* current key */
+  /* current key and its prefix */
   const uint8_t *key;
   uint32_t klen;
+  uint64_t p0, p1;
 } source_t;
 
-static int group_key_cmp(const void *pa, const void *pb)
+static int sent_cmp(const void *pa, const void *pb)
 {
-  const zql_group_t *a = *(const zql_group_t *const *)pa, *b = *(const zql_group_t *const *)pb;
-  return key_cmp(a->key, a->klen, b->key, b->klen);
+  const sent_t *a = pa, *b = pb;
+  if (a->p0 != b->p0)
+    return a->p0 < b->p0 ? -1 : 1;
+  if (a->p1 != b->p1)
+    return a->p1 < b->p1 ? -1 : 1;
+  return key_cmp(a->g->key, a->g->klen, b->g->key, b->g->klen);
 }
 
 static bool pread_all(int fd, void *buf, size_t n, uint64_t off)
@@ -598,8 +625,10 @@ static int source_next(source_t *s)
   if (!s->buf) {
     if (s->i >= s->n)
       return 0;
-    s->key = s->g[s->i]->key;
-    s->klen = s->g[s->i]->klen;
+    s->key = s->g[s->i].g->key;
+    s->klen = s->g[s->i].g->klen;
+    s->p0 = s->g[s->i].p0;
+    s->p1 = s->g[s->i].p1;
     s->i++;
     return 1;
   }
@@ -629,6 +658,7 @@ static int source_next(source_t *s)
     return ZQL_E_CORRUPT;
   bson_subtype_t st;
   bson_iter_binary(&it, &st, &s->klen, &s->key);
+  prefix_of(s->key, s->klen, &s->p0, &s->p1);
   return 1;
 }
 
@@ -637,7 +667,7 @@ static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned
                        unsigned char *tmp, zql_aggctx_t *ctx)
 {
   if (!s->buf) {
-    const zql_group_t *g = s->g[s->i - 1];
+    const zql_group_t *g = s->g[s->i - 1].g;
     for (uint32_t k = 0; k < sl->n; k++) {
       int rc = sl->defs[k]->merge(acc + sl->offset[k], g->states + sl->offset[k], ctx);
       if (rc < 0)
@@ -679,7 +709,16 @@ typedef struct heap {
 
 static bool src_less(const source_t *a, const source_t *b)
 {
+  if (a->p0 != b->p0)
+    return a->p0 < b->p0;
+  if (a->p1 != b->p1)
+    return a->p1 < b->p1;
   return key_cmp(a->key, a->klen, b->key, b->klen) < 0;
+}
+
+static bool src_same(const source_t *a, uint64_t p0, uint64_t p1, const uint8_t *k, uint32_t n)
+{
+  return a->p0 == p0 && a->p1 == p1 && key_cmp(a->key, a->klen, k, n) == 0;
 }
 
 static void heap_down(heap_t *h, uint32_t i)
@@ -748,6 +787,27 @@ static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, row
   for (uint32_t i = 0; i < r->p->norder; i++)
     if (!zql_val_copy(out->arena, &regs[r->p->order[i].reg], &row.v[e++]))
       return ZQL_E_NOMEM;
+  row.state = zql_val_missing();
+  if (r->o->keep_states) {
+    const zql_aggslots_t *sl = &r->x->slots[t];
+    bson_t d = BSON_INITIALIZER, one;
+    for (uint32_t c = 0; c < pt->ncols && !rc; c++) {
+      int32_t k = pt->cols[c].slot;
+      if (k < 0 || (uint32_t)k >= sl->n)
+        continue;
+      bson_append_document_begin(&d, pt->cols[c].name, -1, &one);
+      rc = sl->defs[k]->save(acc + sl->offset[k], &one);
+      bson_append_document_end(&d, &one);
+    }
+    uint8_t *m = rc ? NULL : zql_arena_alloc(out->arena, d.len);
+    if (m) {
+      memcpy(m, bson_get_data(&d), d.len);
+      row.state = zql_val_doc(m, d.len, false);
+    }
+    bson_destroy(&d);
+    if (rc || !m)
+      return rc ? rc : ZQL_E_NOMEM;
+  }
   return rows_push(out, &row);
 }
 
@@ -791,8 +851,10 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
     }
     for (uint64_t i = 0; i < h->cap; i++)
       if (h->tab[i].g && h->tab[i].hash % r->R == part)
-        s->g[s->n++] = h->tab[i].g;
-    qsort(s->g, s->n, sizeof *s->g, group_key_cmp);
+        s->g[s->n++] = (sent_t){0, 0, h->tab[i].g};
+    for (uint64_t i = 0; i < s->n; i++)
+      prefix_of(s->g[i].g->key, s->g[i].g->klen, &s->g[i].p0, &s->g[i].p1);
+    qsort(s->g, s->n, sizeof *s->g, sent_cmp);
   }
   for (unsigned w = 0; r->with_spills && w < r->nw; w++)
     for (uint32_t i = 0; i < r->w[w].nspills; i++) {
@@ -823,56 +885,70 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
   for (uint32_t i = h.n / 2; i-- > 0;)
     heap_down(&h, i);
 
-  /* k-way merge: fold equal keys into acc, finalize when the key changes */
+  /* k-way merge by key bytes. A key held by one in-memory group only (the common case) is
+   * finalized straight from that group's states; otherwise the states of every source
+   * holding it are merged into acc first. */
   uint8_t *cur = NULL;
-  uint32_t curlen = 0, curcap = 0;
+  uint32_t curcap = 0;
   bool have = false;
   while (h.n && !rc) {
     source_t *s = h.v[0];
-    if (!have || key_cmp(s->key, s->klen, cur, curlen) != 0) {
-      if (have) {
-        rc = finish_group(r, t, vmp, regs, out, cur, curlen, acc);
+    if (s->klen > curcap) {
+      uint8_t *nc = zql_realloc(cur, s->klen);
+      if (!nc) {
+        rc = ZQL_E_NOMEM;
+        break;
+      }
+      cur = nc;
+      curcap = s->klen;
+    }
+    uint32_t curlen = s->klen;
+    memcpy(cur, s->key, curlen);
+    have = true;
+    const zql_group_t *single = s->buf ? NULL : s->g[s->i - 1].g;
+    uint64_t cp0 = s->p0, cp1 = s->p1;
+    bool merged = false;
+    if (!single) {
+      for (uint32_t j = 0; j < sl->n; j++)
+        sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+      merged = true;
+      rc = source_fold(r, sl, s, acc, tmp, &vmp->actx);
+    }
+    /* advance s, then fold every other source at the same key */
+    for (;;) {
+      if (rc)
+        break;
+      int n = source_next(s);
+      if (n < 0) {
+        rc = n;
+        break;
+      }
+      if (n == 0)
+        h.v[0] = h.v[--h.n];
+      heap_down(&h, 0);
+      if (!h.n || !src_same(h.v[0], cp0, cp1, cur, curlen))
+        break;
+      s = h.v[0];
+      if (!merged) {
         for (uint32_t j = 0; j < sl->n; j++)
-          sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
-        zql_arena_reset(vmp->batch);
-        atomic_fetch_add(&r->groups, 1);
+          sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+        merged = true;
+        rc = zql_group_merge(sl, &(zql_group_t){0, curlen, cur, acc}, single, &vmp->actx);
+        if (rc > 0)
+          rc = 0; /* a kind mismatch cannot happen between partial states of one plan */
         if (rc)
           break;
       }
-      if (s->klen > curcap) {
-        uint8_t *nc = zql_realloc(cur, s->klen);
-        if (!nc) {
-          rc = ZQL_E_NOMEM;
-          break;
-        }
-        cur = nc;
-        curcap = s->klen;
-      }
-      memcpy(cur, s->key, s->klen);
-      curlen = s->klen;
+      rc = source_fold(r, sl, s, acc, tmp, &vmp->actx);
+    }
+    if (!rc)
+      rc = finish_group(r, t, vmp, regs, out, cur, curlen,
+                        merged ? acc : (unsigned char *)single->states);
+    if (merged)
       for (uint32_t j = 0; j < sl->n; j++)
-        sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
-      have = true;
-    }
-    rc = source_fold(r, sl, s, acc, tmp, &vmp->actx);
-    if (rc)
-      break;
-    int n = source_next(s);
-    if (n < 0) {
-      rc = n;
-      break;
-    }
-    if (n == 0)
-      h.v[0] = h.v[--h.n];
-    heap_down(&h, 0);
-  }
-  if (have) {
-    if (!rc) {
-      rc = finish_group(r, t, vmp, regs, out, cur, curlen, acc);
-      atomic_fetch_add(&r->groups, 1);
-    }
-    for (uint32_t j = 0; j < sl->n; j++)
-      sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
+        sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
+    zql_arena_reset(vmp->batch);
+    atomic_fetch_add(&r->groups, 1);
   }
   /* no group by: exactly one row even on empty input (resolved point 3) */
   if (!rc && pt->nkeys == 0 && !have && part == zql_hash_bytes("", 0) % r->R) {
@@ -967,6 +1043,61 @@ static int row_order_cmp(const void *pa, const void *pb)
   return key_cmp(a->key, a->klen, b->key, b->klen);
 }
 
+/* The rows of table t's partitions, each sorted by key, merged into `all` in key order. */
+static void merge_parts(run_t *r, uint32_t t, row_t *all)
+{
+  uint32_t R = r->R;
+  uint64_t pos[4096];
+  uint32_t heap[4096], hn = 0;
+  rows_t *parts = &r->parts[t * R];
+  for (uint32_t p = 0; p < R; p++) {
+    pos[p] = 0;
+    if (parts[p].n)
+      heap[hn++] = p;
+  }
+#define HEAD(p) (&parts[p].v[pos[p]])
+#define LESS(x, y) (key_cmp(HEAD(x)->key, HEAD(x)->klen, HEAD(y)->key, HEAD(y)->klen) < 0)
+  for (uint32_t i = hn / 2; i-- > 0;) { /* heapify */
+    uint32_t k = i;
+    for (;;) {
+      uint32_t l = 2 * k + 1, m = k;
+      if (l < hn && LESS(heap[l], heap[m]))
+        m = l;
+      if (l + 1 < hn && LESS(heap[l + 1], heap[m]))
+        m = l + 1;
+      if (m == k)
+        break;
+      uint32_t tmp = heap[k];
+      heap[k] = heap[m];
+      heap[m] = tmp;
+      k = m;
+    }
+  }
+  uint64_t n = 0;
+  while (hn) {
+    uint32_t p = heap[0];
+    all[n++] = *HEAD(p);
+    if (++pos[p] == parts[p].n)
+      heap[0] = heap[--hn];
+    uint32_t k = 0;
+    for (;;) {
+      uint32_t l = 2 * k + 1, m = k;
+      if (l < hn && LESS(heap[l], heap[m]))
+        m = l;
+      if (l + 1 < hn && LESS(heap[l + 1], heap[m]))
+        m = l + 1;
+      if (m == k)
+        break;
+      uint32_t tmp = heap[k];
+      heap[k] = heap[m];
+      heap[m] = tmp;
+      k = m;
+    }
+  }
+#undef HEAD
+#undef LESS
+}
+
 static bool same_within(const zql_ptable_t *t, const row_t *a, const row_t *b)
 {
   for (uint32_t i = 0; i < t->nrank_within; i++)
@@ -1007,8 +1138,10 @@ static int collect(run_t *r, uint32_t t, zql_result_t *res, uint32_t oi)
   }
   if (r->p->norder)
     qsort(all, n, sizeof *all, row_order_cmp);
-  else
+  else if (pt->has_rank)
     qsort(all, n, sizeof *all, row_key_cmp);
+  else
+    merge_parts(r, t, all); /* each partition's rows are already in key order */
   g_sort = NULL;
   uint64_t from = 0, count = n;
   if (r->p->is_query) {
@@ -1041,6 +1174,15 @@ static int collect(run_t *r, uint32_t t, zql_result_t *res, uint32_t oi)
       if (v->t == ZQL_V_ERROR)
         rt->error_cells[c]++;
     }
+  if (r->o->keep_states) {
+    rt->state = zql_arena_calloc(res->arena, count ? count : 1, sizeof *rt->state);
+    if (!rt->state) {
+      zql_free(all);
+      return ZQL_E_NOMEM;
+    }
+    for (uint64_t i = 0; i < count; i++)
+      rt->state[i] = all[from + i].state;
+  }
   rt->nrows = count;
   zql_free(all);
   return 0;

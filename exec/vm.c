@@ -58,11 +58,12 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
     if (!d)
       return bind_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->func);
     zql_aggparams_t *p = &s->params[i];
-    zql_aggparams_default(a->func, p);
+    const char *kind = a->inner ? a->inner : a->func; /* merge: the merged aggregator's */
+    zql_aggparams_default(kind, p);
     if (a->has_n)
       p->n = a->n;
     p->else_hll = a->else_hll;
-    if (strcmp(a->func, "quantile") == 0) {
+    if (strcmp(kind, "quantile") == 0) {
       p->q = a->q;
       if (a->compression > 0)
         p->compression = a->compression;
@@ -72,6 +73,9 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
     p->nconds = a->nconds;
     p->window_ms = a->window_ms;
     p->pattern = a->pattern;
+    p->inner = a->inner;
+    if (a->inner && !zql_agg_lookup(a->inner))
+      return bind_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->inner);
     s->defs[i] = d;
     s->offset[i] = off;
     off += (d->state_size + 7u) & ~7u;

@@ -55,6 +55,7 @@ typedef struct zql_run_opts {
   uint64_t mem_limit;     /* bytes for group tables before spilling (0: no limit) */
   const char *tmp_dir;    /* where spill runs go (NULL: $TMPDIR or /tmp) */
   int64_t ts_lo, ts_hi;   /* only events with timestamp in [ts_lo, ts_hi) (--from/--to) */
+  bool keep_states;       /* keep each row's saved aggregator states (result->state) */
   void (*progress)(void *arg, uint64_t events, uint64_t bytes);
   void *progress_arg;
 } zql_run_opts_t;
@@ -88,6 +89,8 @@ typedef struct zql_result_table {
   uint64_t nrows;
   zql_val_t *vals;       /* nrows * ncols, row-major, bytes in the result arena */
   uint64_t *error_cells; /* per column: cells whose value was ERROR (printed as null) */
+  zql_val_t *state;      /* with keep_states: per row a DOC {column: saved state} of the
+                            columns that are one aggregator call (R11), else NULL */
 } zql_result_table_t;
 
 typedef struct zql_stage_stats {
@@ -107,6 +110,13 @@ typedef struct zql_result {
 } zql_result_t;
 
 typedef struct zql_xplan zql_xplan_t;
+
+/* An input over the rows of a result table (`from agg X` within one run): row i is the
+ * document {column: value..., __state: {column: saved state}} with _seq i + 1 and
+ * timestamp 0. The table must outlive the input. */
+typedef struct zql_rows_input zql_rows_input_t;
+int zql_rows_input_new(const zql_result_table_t *t, zql_input_t *in, zql_rows_input_t **out);
+void zql_rows_input_free(zql_rows_input_t *ri);
 
 /* Bind a plan for execution: constants as values, scalar functions prepared (regexes
  * compiled, zones loaded), aggregators looked up, now() fixed. ZQL_E_BAD_PLAN or

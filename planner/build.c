@@ -597,10 +597,21 @@ static uint16_t path_expr(builder_t *b, const zql_node_t *n)
     }
     return apply_steps(b, bd->reg, st, t->kind == ZQL_N_AGGITEM ? 1 : 0, ns);
   }
-  case ZQL_REF_AGGCOL:
-    fail(b, ZQL_E_UNSUPPORTED, "'%s': reading the rows of another aggregate is not "
-         "supported by this version of the engine", node_text(b, n));
-    return 0;
+  case ZQL_REF_AGGCOL: {
+    /* a `from agg` row is a document {columns..., __state: {...}}: extract like an event */
+    const char *fields[64];
+    uint32_t nf = 0;
+    fields[nf++] = n->u.path.root;
+    uint32_t i = 0;
+    while (i < ns && st[i].kind == ZQL_STEP_FIELD && nf < ZQL_ARRAY_LEN(fields))
+      fields[nf++] = st[i++].name;
+    if (b->prog != &b->p->map) {
+      fail(b, ZQL_E_UNSUPPORTED, "'%s': a column of the source after a per stage",
+           node_text(b, n));
+      return 0;
+    }
+    return apply_steps(b, extract_reg(b, fields, nf), st, i, ns);
+  }
   case ZQL_REF_UNRESOLVED:
   default:
     fail(b, ZQL_E_INTERNAL, "planner: unresolved name '%s'", n->u.path.root);
@@ -996,6 +1007,73 @@ static void agg_params(builder_t *b, const zql_node_t *call, const zql_node_t *i
   a->nconds = args->n > first_cond ? args->n - first_cond : 0;
 }
 
+/* The upstream aggregator call behind a `from agg` column (NULL when the column is not
+ * one aggregator call). *item gets the upstream compute item, when there is one. */
+static const zql_node_t *upstream_call(const zql_node_t *col, const zql_node_t **item)
+{
+  const zql_node_t *t = col->u.path.target;
+  *item = NULL;
+  if (!t)
+    return NULL;
+  if (t->kind == ZQL_N_AGGITEM) {
+    *item = t;
+    const zql_node_t *e = t->u.aggitem.expr;
+    return e && e->kind == ZQL_N_CALL && e->u.call.is_agg ? e : NULL;
+  }
+  if (t->kind == ZQL_N_TABLE)
+    return t->u.table.reducer;
+  return NULL;
+}
+
+/* merge(col): merge the stored states of a `from agg` column. The slot runs the
+ * "merge" aggregator with the upstream aggregator's kind and parameters; its input is the
+ * row's saved state, __state.col. */
+static void agg_merge_map(builder_t *b, const zql_node_t *call)
+{
+  const zql_node_t *col = call->u.call.args.items[0];
+  const zql_node_t *item = NULL;
+  const zql_node_t *up = col->kind == ZQL_N_PATH ? upstream_call(col, &item) : NULL;
+  if (!up || up->u.call.reducer) {
+    fail(b, ZQL_E_UNSUPPORTED, "merge(%s): the column must be one built-in aggregator call "
+         "of the source", node_text(b, col));
+    return;
+  }
+  zql_pagg_t a = {0};
+  if (col->u.path.target->kind == ZQL_N_TABLE) {
+    /* a map aggregate's table: its reducer is written without the emitted value */
+    const zql_list_t *args = &up->u.call.args;
+    a.inner = bstrdup(b, up->u.call.name);
+    if (strcmp(a.inner, "quantile") == 0) {
+      a.compression = 100;
+      if (args->n > 0)
+        const_num_of(b, args->items[0], &a.q);
+    } else if (strcmp(a.inner, "median") == 0) {
+      a.inner = "quantile";
+      a.q = 0.5;
+    } else if (args->n > 0) {
+      a.has_n = const_int_of(b, args->items[0], &a.n);
+    }
+  } else {
+    zql_pagg_t u = {0};
+    agg_params(b, up, item, &u, up->u.call.args.n);
+    a = u;
+    a.inner = u.func;
+    a.nconds = 0;
+  }
+  a.func = "merge";
+  a.text = node_text(b, call);
+  a.has_by = a.has_weight = false;
+  int slot = new_slot(b, &a);
+  if (b->err)
+    return;
+  bind(b, call, 0, slot);
+  const char *fields[2] = {"__state", col->u.path.root};
+  uint16_t r = extract_reg(b, fields, 2);
+  uint16_t base = newreg(b, 1);
+  emit(b, ZQL_I_MOVE, 0, base, r, 0, 0);
+  emit(b, ZQL_I_ADDAGG, 0, b->table, base, 1, (uint32_t)slot);
+}
+
 /* The map side of one aggregator call: its inputs into consecutive registers, an ERROR
  * input skipping the slot, then ADDAGG. */
 static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t *item)
@@ -1011,8 +1089,7 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
     return;
   }
   if (strcmp(name, "merge") == 0) {
-    fail(b, ZQL_E_UNSUPPORTED, "merge(...) of stored states needs `from agg`, which this "
-         "version of the engine does not run");
+    agg_merge_map(b, call);
     return;
   }
   if (strcmp(name, "window_funnel") == 0) {
@@ -1223,7 +1300,10 @@ static void pushdown(builder_t *b, const zql_node_t *n)
 static void scan_text(builder_t *b, zql_strbuf_t *sb)
 {
   zql_plan_t *p = b->p;
-  zql_strbuf_adds(sb, p->source_agg ? p->source_agg : "event");
+  if (p->source_agg)
+    zql_strbuf_addf(sb, "agg %s", p->source_agg);
+  else
+    zql_strbuf_adds(sb, "event");
   if (p->seq_lo != INT64_MIN || p->seq_hi != INT64_MAX) {
     zql_strbuf_adds(sb, ", _seq in (");
     if (p->seq_lo == INT64_MIN)
@@ -1439,13 +1519,16 @@ static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
     uint16_t r = newreg(b, 1);
     emit(b, ZQL_I_KEY, 0, r, 0, 0, i);
     bind(b, keys->items[i], r, -1);
-    t->cols[i] = (zql_pcol_t){bstrdup(b, keys->items[i]->u.key.name), r, true};
+    t->cols[i] = (zql_pcol_t){bstrdup(b, keys->items[i]->u.key.name), r, true, -1};
   }
   for (uint32_t i = 0; i < items->n && !b->err; i++) {
     const zql_node_t *it = items->items[i];
-    uint16_t r = expr(b, it->u.aggitem.expr);
+    const zql_node_t *e = it->u.aggitem.expr;
+    uint16_t r = expr(b, e);
     bind(b, it, r, -1);
-    t->cols[keys->n + i] = (zql_pcol_t){bstrdup(b, it->u.aggitem.name), r, false};
+    const bind_t *cb = e->kind == ZQL_N_CALL && e->u.call.is_agg ? lookup(b, e) : NULL;
+    t->cols[keys->n + i] = (zql_pcol_t){bstrdup(b, it->u.aggitem.name), r, false,
+                                        cb ? cb->slot : -1};
   }
   t->having_reg = -1;
   if (s->u.query.having) {
@@ -1698,11 +1781,11 @@ static void build_mapform(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
     for (uint32_t k = 0; k < t->nkeys; k++) {
       uint16_t r = newreg(b, 1);
       emit(b, ZQL_I_KEY, 0, r, 0, 0, k);
-      t->cols[k] = (zql_pcol_t){NULL, r, true};
+      t->cols[k] = (zql_pcol_t){NULL, r, true, -1};
     }
     uint16_t r = newreg(b, 1);
     emit(b, ZQL_I_FINAL, 0, r, 0, 0, 0);
-    t->cols[t->nkeys] = (zql_pcol_t){"value", r, false};
+    t->cols[t->nkeys] = (zql_pcol_t){"value", r, false, 0};
     emit(b, ZQL_I_HALT, 0, 0, 0, 0, 0);
   }
   b->prog = &p->map;
@@ -1852,13 +1935,11 @@ int zql_plan_build(const zql_source_t *src, const zql_node_t *stmt,
     p->source_hash = XXH3_64bits(src->text, src->len);
 
   const zql_list_t *srcs = &stmt->u.query.sources;
-  if (srcs->n != 1 || srcs->items[0]->u.source.is_agg) {
-    fail(&b, ZQL_E_UNSUPPORTED, srcs->n != 1
-                                     ? "several sources are not supported by this version "
-                                       "of the engine"
-                                     : "`from agg` is not supported by this version of the "
-                                       "engine");
-  }
+  if (srcs->n != 1)
+    fail(&b, ZQL_E_UNSUPPORTED, "several sources are not supported by this version of the "
+         "engine");
+  else if (srcs->items[0]->u.source.is_agg)
+    p->source_agg = bstrdup(&b, srcs->items[0]->u.source.name);
 
   zql_plnode_t *root = NULL, **tail = &root;
   zql_plnode_t *scan = b.err ? NULL : lnode(&b, &tail, "Scan", NULL);

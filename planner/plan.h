@@ -95,6 +95,7 @@ typedef struct zql_pdocspec {
 /* One aggregator slot of a table: the function and its constant parameters. */
 typedef struct zql_pagg {
   const char *func;       /* "count", "sum", "quantile", ..., "merge" */
+  const char *inner;      /* merge: the aggregator whose stored states it merges */
   const char *text;       /* as written, for EXPLAIN: "sum(extra.bytes)" */
   int64_t n;              /* hll p; topk k; N of collect/sample/maximum/minimum; limit */
   bool has_n;
@@ -115,6 +116,8 @@ typedef struct zql_pcol {
   const char *name;
   uint16_t reg;
   bool is_key;
+  int32_t slot;           /* a column that is one aggregator call: its slot (its state is
+                             kept with the row for `from agg` readers); else -1 */
 } zql_pcol_t;
 
 typedef struct zql_porder {

@@ -183,6 +183,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
       char kb2[16];
       bson_append_document_begin(&f, idx(j, kb2), -1, &ad);
       put_str(&ad, "func", g->func);
+      put_str(&ad, "inner", g->inner);
       put_str(&ad, "text", g->text);
       bson_append_int64(&ad, "n", -1, g->n);
       bson_append_bool(&ad, "has_n", -1, g->has_n);
@@ -213,6 +214,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
       put_str(&cd, "n", t->cols[j].name);
       bson_append_int32(&cd, "r", 1, t->cols[j].reg);
       bson_append_bool(&cd, "k", 1, t->cols[j].is_key);
+      bson_append_int32(&cd, "slot", -1, t->cols[j].slot);
       bson_append_document_end(&f, &cd);
     }
     bson_append_array_end(&e, &f);
@@ -729,6 +731,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
             break;
           }
           ag->func = get_str(&r, &g, "func", true);
+          ag->inner = get_str(&r, &g, "inner", false);
           ag->text = get_str(&r, &g, "text", false);
           ag->n = get_int(&r, &g, "n", INT64_MIN, INT64_MAX);
           ag->has_n = get_bool(&r, &g, "has_n");
@@ -762,6 +765,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
           t->cols[j].name = get_str(&r, &g, "n", true);
           t->cols[j].reg = (uint16_t)get_int(&r, &g, "r", 0, t->final.nregs ? t->final.nregs - 1 : 0);
           t->cols[j].is_key = get_bool(&r, &g, "k");
+          t->cols[j].slot = (int32_t)get_int(&r, &g, "slot", -1, (int64_t)t->naggs - 1);
         }
       }
       t->having_reg = (int32_t)get_int(&r, &e, "having", -1, t->final.nregs ? t->final.nregs - 1 : -1);

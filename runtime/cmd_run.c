@@ -303,14 +303,20 @@ static bool check_error_cells(ctx_t *c, const char *what, const zql_result_table
     if (!t->error_cells[i])
       continue;
     any = true;
+    const char *msg = "?"; /* the first cell's message */
+    for (uint64_t r = 0; r < t->nrows; r++)
+      if (t->vals[r * t->ncols + i].t == ZQL_V_ERROR) {
+        msg = t->vals[r * t->ncols + i].u.err;
+        break;
+      }
     if (strict)
-      fprintf(stderr, "zql %s: error: %s: column %s: %" PRIu64 " cell%s yielded ERROR [%s]\n",
-              c->cmd, what, t->names[i], t->error_cells[i], t->error_cells[i] == 1 ? "" : "s",
-              zql_err_code_str(ZQL_E_RUN_FAILED));
+      fprintf(stderr, "zql %s: error: %s: column %s: %" PRIu64 " cell%s yielded ERROR (\"%s\") "
+              "[%s]\n", c->cmd, what, t->names[i], t->error_cells[i],
+              t->error_cells[i] == 1 ? "" : "s", msg, zql_err_code_str(ZQL_E_RUN_FAILED));
     else if (c->cli->verbosity >= 0)
-      fprintf(stderr, "zql: warning: %s: column %s: %" PRIu64 " cell%s yielded ERROR, shown "
-              "as null\n", what, t->names[i], t->error_cells[i],
-              t->error_cells[i] == 1 ? "" : "s");
+      fprintf(stderr, "zql: warning: %s: column %s: %" PRIu64 " cell%s yielded ERROR (\"%s\"), "
+              "shown as null\n", what, t->names[i], t->error_cells[i],
+              t->error_cells[i] == 1 ? "" : "s", msg);
   }
   return any && strict;
 }
@@ -335,11 +341,14 @@ static int write_rows(ctx_t *c, const zql_result_table_t *t, FILE *out, uint64_t
   return rc;
 }
 
-/* Run one plan over the data directory's log; the result in *out. */
-static int execute(ctx_t *c, const zql_plan_t *p, zql_result_t **out)
+/* Run one plan over the data directory's log, or over `rows` (the rows of the aggregate
+ * a `from agg` plan reads); the result in *out, with the rows' saved states when
+ * keep_states (another plan of the run reads this one). */
+static int execute_on(ctx_t *c, const zql_plan_t *p, const zql_input_t *rows, bool keep_states,
+                      zql_result_t **out)
 {
   *out = NULL;
-  if (open_reader(c) != 0)
+  if (!rows && open_reader(c) != 0)
     return ZQL_E_IO;
   zql_strbuf_t err = ZQL_STRBUF_INIT;
   zql_xplan_t *x;
@@ -350,13 +359,19 @@ static int execute(ctx_t *c, const zql_plan_t *p, zql_result_t **out)
     return rc;
   }
   zql_input_t in;
-  zql_evlog_input(c->reader, &in);
+  if (rows)
+    in = *rows;
+  else
+    zql_evlog_input(c->reader, &in);
   zql_run_opts_t ro;
   zql_run_opts_init(&ro);
+  ro.keep_states = keep_states;
   ro.threads = c->o.threads;
   ro.mem_limit = c->o.mem_limit;
-  ro.ts_lo = c->o.from;
-  ro.ts_hi = c->o.to;
+  if (!rows) { /* --from/--to select events; the rows of an aggregate have no time */
+    ro.ts_lo = c->o.from;
+    ro.ts_hi = c->o.to;
+  }
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s/tmp", c->cli->data_dir);
   if (mkdir(tmp, 0700) == 0 || errno == EEXIST)
@@ -376,6 +391,11 @@ static int execute(ctx_t *c, const zql_plan_t *p, zql_result_t **out)
   zql_strbuf_release(&err);
   zql_xplan_free(x);
   return rc;
+}
+
+static int execute(ctx_t *c, const zql_plan_t *p, zql_result_t **out)
+{
+  return execute_on(c, p, NULL, false, out);
 }
 
 static void analyze_text(zql_strbuf_t *sb, const zql_result_t *r)
@@ -635,10 +655,70 @@ static int load_zqlc(ctx_t *c, const char *path, prog_t *g)
 
 /* {==== commands ========================================================================= */
 
+/* The plan of aggregate `name` among g's non-explain statements, or -1. */
+static int find_plan(const prog_t *g, const char *name)
+{
+  for (uint32_t i = 0; i < g->n; i++)
+    if (!g->explain[i] && !g->plans[i]->is_query && strcmp(g->plans[i]->name, name) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* The result of statement i, computing the aggregates it reads first (`from agg`). */
+static int result_of(ctx_t *c, prog_t *g, zql_result_t **res, const bool *keep, uint32_t i,
+                     unsigned depth)
+{
+  if (res[i])
+    return 0;
+  const zql_plan_t *p = g->plans[i];
+  if (!p->source_agg)
+    return execute_on(c, p, NULL, keep[i], &res[i]);
+  int j = find_plan(g, p->source_agg);
+  if (j < 0 || depth > g->n) {
+    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate is not defined in the files "
+            "run together (until the results store, `from agg` reads an aggregate run in "
+            "the same command) [%s]\n", c->cmd, p->name, p->source_agg,
+            zql_err_code_str(ZQL_E_UNSUPPORTED));
+    return ZQL_E_UNSUPPORTED;
+  }
+  int rc = result_of(c, g, res, keep, (uint32_t)j, depth + 1);
+  if (rc)
+    return rc;
+  if (res[j]->ntables != 1) {
+    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate has %u output tables; `from agg` "
+            "reads an aggregate with one [%s]\n", c->cmd, p->name, p->source_agg,
+            res[j]->ntables, zql_err_code_str(ZQL_E_UNSUPPORTED));
+    return ZQL_E_UNSUPPORTED;
+  }
+  zql_input_t in;
+  zql_rows_input_t *ri;
+  if ((rc = zql_rows_input_new(&res[j]->tables[0], &in, &ri)) != 0) {
+    fprintf(stderr, "zql %s: %s: cannot read the rows of %s [%s]\n", c->cmd, p->name,
+            p->source_agg, zql_err_code_str(rc));
+    return rc;
+  }
+  rc = execute_on(c, p, &in, keep[i], &res[i]);
+  zql_rows_input_free(ri);
+  return rc;
+}
+
 static int run_prog(ctx_t *c, prog_t *g, FILE *out)
 {
   int rc = 0;
   bool header = g->n > 1;
+  zql_result_t **res = zql_calloc(g->n ? g->n : 1, sizeof *res);
+  bool *keep = zql_calloc(g->n ? g->n : 1, sizeof *keep);
+  if (!res || !keep) {
+    zql_free(res);
+    zql_free(keep);
+    return ZQL_E_NOMEM;
+  }
+  for (uint32_t i = 0; i < g->n; i++)
+    if (!g->explain[i] && g->plans[i]->source_agg) {
+      int j = find_plan(g, g->plans[i]->source_agg);
+      if (j >= 0)
+        keep[j] = true;
+    }
   for (uint32_t i = 0; i < g->n; i++) {
     const zql_plan_t *p = g->plans[i];
     if (g->explain[i]) {
@@ -646,24 +726,36 @@ static int run_prog(ctx_t *c, prog_t *g, FILE *out)
       zql_explain_opts_t eo = {c->o.program};
       zql_plan_explain(&sb, p, &eo);
       if (g->explain_analyze[i] || c->o.analyze) {
-        zql_result_t *res;
-        int r = execute(c, p, &res);
+        zql_result_t *ar = NULL;
+        int r = 0;
+        if (p->source_agg) {
+          int j = find_plan(g, p->source_agg);
+          r = j < 0 ? ZQL_E_UNSUPPORTED : result_of(c, g, res, keep, (uint32_t)j, 0);
+          zql_input_t in;
+          zql_rows_input_t *ri = NULL;
+          if (!r && (r = zql_rows_input_new(&res[j]->tables[0], &in, &ri)) == 0)
+            r = execute_on(c, p, &in, false, &ar);
+          zql_rows_input_free(ri);
+          if (j < 0)
+            fprintf(stderr, "zql %s: %s: from agg %s: not defined in this file [%s]\n",
+                    c->cmd, p->name, p->source_agg, zql_err_code_str(r));
+        } else {
+          r = execute(c, p, &ar);
+        }
         if (r) {
           rc = r;
           zql_strbuf_release(&sb);
           c->status = EXIT_ERRORS;
           continue;
         }
-        analyze_text(&sb, res);
-        zql_result_free(res);
+        analyze_text(&sb, ar);
+        zql_result_free(ar);
       }
       fwrite(sb.buf, 1, sb.len, out);
       zql_strbuf_release(&sb);
-      c->status = c->status ? c->status : 0;
       continue;
     }
-    zql_result_t *res;
-    int r = execute(c, p, &res);
+    int r = result_of(c, g, res, keep, i, 0);
     if (r) {
       rc = r;
       c->status = EXIT_ERRORS;
@@ -671,13 +763,16 @@ static int run_prog(ctx_t *c, prog_t *g, FILE *out)
         break; /* no log: every statement would say the same */
       continue;
     }
-    r = emit_result(c, p, res, out, header);
+    r = emit_result(c, p, res[i], out, header);
     if (r) {
       rc = r;
       c->status = EXIT_ERRORS;
     }
-    zql_result_free(res);
   }
+  for (uint32_t i = 0; i < g->n; i++)
+    zql_result_free(res[i]);
+  zql_free(res);
+  zql_free(keep);
   return rc;
 }
 
