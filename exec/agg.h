@@ -50,6 +50,8 @@
 #define ZQL_AGG_MAX_CONDS 64        /* retention, window_funnel, sequence_match: at most
                                        64 conditions (the planner rejects more) */
 
+typedef struct zql_ureducer zql_ureducer_t; /* exec/exec_int.h: a bound user reducer */
+
 /* Parameters of one aggregator call, from its constant arguments and clauses. */
 typedef struct zql_aggparams {
   int64_t n;            /* hll: p (4..18, default 14); topk: k; collect, sample, maximum,
@@ -63,6 +65,7 @@ typedef struct zql_aggparams {
   int64_t window_ms;    /* window_funnel: the window */
   const char *pattern;  /* sequence_match: the pattern text */
   const char *inner;    /* merge: the aggregator whose stored states are merged */
+  const zql_ureducer_t *user; /* reducer: the user reducer's programs (exec/agg_user.c) */
 } zql_aggparams_t;
 
 /* One input row of an aggregator. */
@@ -114,6 +117,8 @@ typedef struct zql_aggdef {
 /* merge(col) over stored states of `from agg` rows (exec/agg_merge.c). Not in
  * zql_agg_all(): it needs params->inner, so the generic property tests cannot drive it. */
 extern const zql_aggdef_t zql_agg_merge;
+/* User reducers (exec/agg_user.c): params->user says which. Not in zql_agg_all() either. */
+extern const zql_aggdef_t zql_agg_reducer;
 
 /* The aggregator named name ("count", "median", "merge", ...), or NULL. count() and count(e) are
  * both "count" (the executor passes a constant TRUE value for count()). median is

@@ -29,6 +29,12 @@ typedef struct zql_xnode {
   uint32_t nkids;
 } zql_xnode_t;
 
+/* A user reducer bound to a plan (exec/agg_user.c runs its programs). */
+struct zql_ureducer {
+  const struct zql_xplan *x;
+  const zql_preducer_t *r;
+};
+
 struct zql_xplan {
   const zql_plan_t *plan;
   zql_arena_t *arena;
@@ -42,6 +48,7 @@ struct zql_xplan {
   zql_aggslots_t *slots;   /* per table */
   zql_xnode_t root;        /* extraction trie */
   int32_t row_reg;         /* register of the whole event, or -1 */
+  bool one_worker;         /* a reducer without merge: partial states cannot combine */
 };
 
 /* Per-message error counts of one thread (small; merged at the end). */

@@ -1219,6 +1219,8 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   unsigned threads = o->threads ? o->threads : 1;
   if (threads > 256)
     threads = 256;
+  if (x->one_worker) /* a reducer without merge: one worker, no spill (R14) */
+    threads = 1;
   zql_result_t *res = NULL;
   int rc = 0;
 
@@ -1265,7 +1267,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
       zql_strbuf_adds(&r.err, "out of memory");
       goto done;
     }
-  r.budget = o->mem_limit ? o->mem_limit / threads : 0;
+  r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / threads : 0;
 
   double t0 = now_s();
   rc = zql_pool_run(threads, r.nchunks, map_task, &r);

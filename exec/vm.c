@@ -76,6 +76,18 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
     p->inner = a->inner;
     if (a->inner && !zql_agg_lookup(a->inner))
       return bind_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->inner);
+    if (a->reducer >= 0) {
+      if ((uint32_t)a->reducer >= x->plan->nreducers)
+        return bind_fail(err, ZQL_E_BAD_PLAN, "reducer %d out of range", (int)a->reducer);
+      zql_ureducer_t *u = zql_arena_calloc(x->arena, 1, sizeof *u);
+      if (!u)
+        return bind_fail(err, ZQL_E_NOMEM, "out of memory");
+      u->x = x;
+      u->r = &x->plan->reducers[a->reducer];
+      p->user = u;
+      if (!u->r->has_merge)
+        x->one_worker = true;
+    }
     s->defs[i] = d;
     s->offset[i] = off;
     off += (d->state_size + 7u) & ~7u;

@@ -54,9 +54,11 @@
 /* {==== builder state =================================================================== */
 
 typedef struct bind {
-  const zql_node_t *node; /* LET / UNWIND / KEY / AGGITEM / FOR var owner / agg CALL */
+  const zql_node_t *node; /* LET / UNWIND / KEY / AGGITEM / FOR var owner / agg CALL /
+                             REDUCER (with name: its locals s, x, a, b) */
   uint16_t reg;
   int slot;               /* agg CALL: the slot; others -1 */
+  const char *name;       /* reducer locals */
 } bind_t;
 
 typedef struct patch {
@@ -235,13 +237,22 @@ static void bind(builder_t *b, const zql_node_t *n, uint16_t reg, int slot)
     b->binds = v;
     b->capbinds = cap;
   }
-  b->binds[b->nbinds++] = (bind_t){n, reg, slot};
+  b->binds[b->nbinds++] = (bind_t){n, reg, slot, NULL};
 }
 
 static const bind_t *lookup(const builder_t *b, const zql_node_t *n)
 {
   for (uint32_t i = b->nbinds; i-- > 0;)
-    if (b->binds[i].node == n)
+    if (b->binds[i].node == n && !b->binds[i].name)
+      return &b->binds[i];
+  return NULL;
+}
+
+/* A reducer's local (s, x, a, b) in the part being compiled. */
+static const bind_t *lookup_local(const builder_t *b, const zql_node_t *n, const char *name)
+{
+  for (uint32_t i = b->nbinds; i-- > 0;)
+    if (b->binds[i].node == n && b->binds[i].name && strcmp(b->binds[i].name, name) == 0)
       return &b->binds[i];
   return NULL;
 }
@@ -580,7 +591,8 @@ static uint16_t path_expr(builder_t *b, const zql_node_t *n)
   case ZQL_REF_OUTPUT:
   case ZQL_REF_LOCAL: {
     const zql_node_t *t = n->u.path.target;
-    const bind_t *bd = lookup(b, t);
+    const bind_t *bd = t && t->kind == ZQL_N_REDUCER ? lookup_local(b, t, n->u.path.root)
+                                                     : lookup(b, t);
     if (!bd) {
       fail(b, ZQL_E_INTERNAL, "planner: '%s' is not bound here", n->u.path.root);
       return 0;
@@ -666,8 +678,7 @@ static uint16_t call_expr(builder_t *b, const zql_node_t *n)
     return agg_final(b, n);
   }
   if (n->u.call.reducer) {
-    fail(b, ZQL_E_UNSUPPORTED, "user reducer '%s' is not supported by this version of the "
-         "engine", n->u.call.name);
+    fail(b, ZQL_E_INTERNAL, "planner: reducer '%s' outside an aggregation", n->u.call.name);
     return 0;
   }
   const char *name = n->u.call.name;
@@ -1039,6 +1050,7 @@ static void agg_merge_map(builder_t *b, const zql_node_t *call)
     return;
   }
   zql_pagg_t a = {0};
+  a.reducer = -1;
   if (col->u.path.target->kind == ZQL_N_TABLE) {
     /* a map aggregate's table: its reducer is written without the emitted value */
     const zql_list_t *args = &up->u.call.args;
@@ -1061,6 +1073,7 @@ static void agg_merge_map(builder_t *b, const zql_node_t *call)
     a.nconds = 0;
   }
   a.func = "merge";
+  a.reducer = -1;
   a.text = node_text(b, call);
   a.has_by = a.has_weight = false;
   int slot = new_slot(b, &a);
@@ -1074,6 +1087,59 @@ static void agg_merge_map(builder_t *b, const zql_node_t *call)
   emit(b, ZQL_I_ADDAGG, 0, b->table, base, 1, (uint32_t)slot);
 }
 
+/* The index of user reducer `r` in the plan, compiling its four parts on first use. */
+static int32_t reducer_index(builder_t *b, const zql_node_t *r)
+{
+  zql_plan_t *p = b->p;
+  for (uint32_t i = 0; i < p->nreducers; i++)
+    if (strcmp(p->reducers[i].name, r->u.reducer.name) == 0)
+      return (int32_t)i;
+  zql_preducer_t *v = balloc(b, (p->nreducers + 1) * sizeof *v);
+  if (b->err)
+    return -1;
+  if (p->nreducers)
+    memcpy(v, p->reducers, p->nreducers * sizeof *v);
+  p->reducers = v;
+  zql_preducer_t *red = &v[p->nreducers];
+  memset(red, 0, sizeof *red);
+  red->name = bstrdup(b, r->u.reducer.name);
+  red->has_merge = r->u.reducer.merge != NULL;
+  zql_prog_t *save = b->prog;
+  bool save_final = b->final_mode;
+  uint32_t save_skip = b->skip_target, save_nskip = b->nskip;
+  b->final_mode = false;
+  b->skip_target = UINT32_MAX;
+  struct { const zql_node_t *part; zql_prog_t *prog; const char *l1, *l2; } parts[4] = {
+      {r->u.reducer.init, &red->init, NULL, NULL},
+      {r->u.reducer.add, &red->add, "s", r->u.reducer.arg},
+      {r->u.reducer.merge, &red->merge, "a", "b"},
+      {r->u.reducer.final, &red->final, "s", NULL}};
+  for (int k = 0; k < 4 && !b->err; k++) {
+    if (!parts[k].part)
+      continue;
+    b->prog = parts[k].prog;
+    newreg(b, 3); /* 0: the result, 1 and 2: the locals */
+    uint32_t mark = b->nbinds;
+    if (parts[k].l1) {
+      bind(b, r, 1, -1);
+      b->binds[b->nbinds - 1].name = parts[k].l1;
+    }
+    if (parts[k].l2) {
+      bind(b, r, 2, -1);
+      b->binds[b->nbinds - 1].name = parts[k].l2;
+    }
+    uint16_t res = expr(b, parts[k].part->u.decl.value);
+    emit(b, ZQL_I_MOVE, 0, 0, res, 0, 0);
+    emit(b, ZQL_I_HALT, 0, 0, 0, 0, 0);
+    b->nbinds = mark;
+  }
+  b->prog = save;
+  b->final_mode = save_final;
+  b->skip_target = save_skip;
+  b->nskip = save_nskip;
+  return b->err ? -1 : (int32_t)p->nreducers++;
+}
+
 /* The map side of one aggregator call: its inputs into consecutive registers, an ERROR
  * input skipping the slot, then ADDAGG. */
 static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t *item)
@@ -1081,11 +1147,24 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
   const char *name = call->u.call.name;
   const zql_list_t *args = &call->u.call.args;
   zql_pagg_t a = {0};
+  a.reducer = -1;
   zql_node_t *x = NULL, *by = NULL, *weight = NULL;
   uint32_t first_cond = UINT32_MAX;
+  a.reducer = -1;
   if (call->u.call.reducer) {
-    fail(b, ZQL_E_UNSUPPORTED, "user reducer '%s' is not supported by this version of the "
-         "engine", name);
+    a.func = "reducer";
+    a.text = node_text(b, call);
+    a.reducer = reducer_index(b, call->u.call.reducer);
+    int slot = b->err ? 0 : new_slot(b, &a);
+    if (b->err)
+      return;
+    bind(b, call, 0, slot);
+    uint16_t r = expr(b, args->items[0]);
+    uint16_t base = newreg(b, 1);
+    uint32_t sk = emit(b, ZQL_I_CHKERR, 0, 0, r, 0, 0);
+    emit(b, ZQL_I_MOVE, 0, base, r, 0, 0);
+    emit(b, ZQL_I_ADDAGG, 0, b->table, base, 1, (uint32_t)slot);
+    patch_to(b, sk, here(b));
     return;
   }
   if (strcmp(name, "merge") == 0) {
@@ -1638,12 +1717,20 @@ static uint32_t table_index(builder_t *b, const zql_node_t *decl)
   t->having_reg = -1;
   /* the table's reducer: its call written without the emitted value (see funclist.h) */
   const zql_node_t *rc = decl->u.table.reducer;
-  if (rc->u.call.reducer) {
-    fail(b, ZQL_E_UNSUPPORTED, "table '%s': user reducer '%s' is not supported by this "
-         "version of the engine", t->name, rc->u.call.name);
-    return 0;
-  }
   zql_pagg_t a = {0};
+  a.reducer = -1;
+  if (rc->u.call.reducer) {
+    a.func = "reducer";
+    a.text = node_text(b, rc);
+    a.reducer = reducer_index(b, rc->u.call.reducer);
+    t = &p->tables[p->ntables]; /* reducer_index may not move tables, but be safe */
+    t->aggs = balloc(b, sizeof *t->aggs);
+    if (b->err)
+      return 0;
+    t->aggs[0] = a;
+    t->naggs = 1;
+    return p->ntables++;
+  }
   a.func = bstrdup(b, rc->u.call.name);
   a.text = node_text(b, rc);
   const zql_list_t *args = &rc->u.call.args;

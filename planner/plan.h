@@ -92,10 +92,20 @@ typedef struct zql_pdocspec {
   uint32_t n;
 } zql_pdocspec_t;
 
+/* A user reducer (`reducer NAME(x: T) state {...} { init; add; merge; final }`): four
+ * programs over registers of their own. Each leaves its result in register 0; add reads
+ * s in register 1 and x in 2, merge a in 1 and b in 2, final s in 1. */
+typedef struct zql_preducer {
+  const char *name;
+  zql_prog_t init, add, merge, final;
+  bool has_merge;        /* without merge, partial states cannot combine: one worker */
+} zql_preducer_t;
+
 /* One aggregator slot of a table: the function and its constant parameters. */
 typedef struct zql_pagg {
   const char *func;       /* "count", "sum", "quantile", ..., "merge" */
   const char *inner;      /* merge: the aggregator whose stored states it merges */
+  int32_t reducer;        /* func "reducer": index in plan->reducers; else -1 */
   const char *text;       /* as written, for EXPLAIN: "sum(extra.bytes)" */
   int64_t n;              /* hll p; topk k; N of collect/sample/maximum/minimum; limit */
   bool has_n;
@@ -187,6 +197,8 @@ typedef struct zql_plan {
   uint32_t nsteps;
   zql_pdocspec_t *docs;
   uint32_t ndocs;
+  zql_preducer_t *reducers;
+  uint32_t nreducers;
 
   /* MAP */
   zql_pextract_t *extract;

@@ -167,6 +167,20 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
   bson_append_array_end(d, &a);
   bson_append_int32(d, "seq_reg", -1, p->seq_reg);
   put_prog(d, "map", &p->map);
+  bson_append_array_begin(d, "reducers", -1, &a);
+  for (uint32_t i = 0; i < p->nreducers; i++) {
+    const zql_preducer_t *u = &p->reducers[i];
+    bson_append_document_begin(&a, idx(i, kb), -1, &e);
+    put_str(&e, "name", u->name);
+    bson_append_bool(&e, "has_merge", -1, u->has_merge);
+    put_prog(&e, "init", &u->init);
+    put_prog(&e, "add", &u->add);
+    if (u->has_merge)
+      put_prog(&e, "merge", &u->merge);
+    put_prog(&e, "final", &u->final);
+    bson_append_document_end(&a, &e);
+  }
+  bson_append_array_end(d, &a);
 
   bson_append_array_begin(d, "tables", -1, &a);
   for (uint32_t i = 0; i < p->ntables; i++) {
@@ -184,6 +198,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
       bson_append_document_begin(&f, idx(j, kb2), -1, &ad);
       put_str(&ad, "func", g->func);
       put_str(&ad, "inner", g->inner);
+      bson_append_int32(&ad, "reducer", -1, g->reducer);
       put_str(&ad, "text", g->text);
       bson_append_int64(&ad, "n", -1, g->n);
       bson_append_bool(&ad, "has_n", -1, g->has_n);
@@ -705,6 +720,24 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
   }
   if (p->seq_reg >= (int32_t)p->map.nregs)
     bad(&r, "seq_reg");
+  if (enter(&r, &top, "reducers", true, &a, &n)) {
+    p->nreducers = n;
+    p->reducers = ralloc(&r, n, sizeof *p->reducers);
+    for (uint32_t i = 0; i < n && !r.bad && bson_iter_next(&a); i++) {
+      zql_preducer_t *u = &p->reducers[i];
+      if (!BSON_ITER_HOLDS_DOCUMENT(&a) || !bson_iter_recurse(&a, &e)) {
+        bad(&r, "reducers");
+        break;
+      }
+      u->name = get_str(&r, &e, "name", true);
+      u->has_merge = get_bool(&r, &e, "has_merge");
+      get_prog(&r, &e, "init", &u->init);
+      get_prog(&r, &e, "add", &u->add);
+      if (u->has_merge)
+        get_prog(&r, &e, "merge", &u->merge);
+      get_prog(&r, &e, "final", &u->final);
+    }
+  }
 
   if (enter(&r, &top, "tables", true, &a, &n)) {
     p->ntables = n;
@@ -732,6 +765,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
           }
           ag->func = get_str(&r, &g, "func", true);
           ag->inner = get_str(&r, &g, "inner", false);
+          ag->reducer = (int32_t)get_int(&r, &g, "reducer", -1, (int64_t)p->nreducers - 1);
           ag->text = get_str(&r, &g, "text", false);
           ag->n = get_int(&r, &g, "n", INT64_MIN, INT64_MAX);
           ag->has_n = get_bool(&r, &g, "has_n");
@@ -837,6 +871,28 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
     bad(&r, p->rowq ? "a row query with tables" : "no tables");
   if (!r.bad)
     check_prog(&r, &p->map, false, 0);
+  for (uint32_t i = 0; i < p->nreducers && !r.bad; i++) {
+    const zql_preducer_t *u = &p->reducers[i];
+    const zql_prog_t *parts[4] = {&u->init, &u->add, u->has_merge ? &u->merge : NULL,
+                                  &u->final};
+    for (int k = 0; k < 4 && !r.bad; k++) {
+      if (!parts[k])
+        continue;
+      if (parts[k]->nregs < 3) {
+        bad(&r, "reducer program registers");
+        break;
+      }
+      for (uint32_t j = 0; j < parts[k]->n; j++) {
+        uint8_t op = parts[k]->code[j].op;
+        if (op == ZQL_I_GROUP || op == ZQL_I_ADDAGG || op == ZQL_I_EMIT || op == ZQL_I_FINAL ||
+            op == ZQL_I_KEY || op == ZQL_I_ROW) {
+          bad(&r, "a reducer program aggregates");
+          break;
+        }
+      }
+      check_prog(&r, parts[k], false, 0);
+    }
+  }
   for (uint32_t i = 0; i < p->ntables && !r.bad; i++) {
     zql_ptable_t *t = &p->tables[i];
     check_prog(&r, &t->final, true, i);
