@@ -419,6 +419,12 @@ bool zql_val_copy(zql_arena_t *arena, const zql_val_t *v, zql_val_t *out)
 {
   zql_val_t c = *v;
   switch ((zql_vtype_t)v->t) {
+  case ZQL_V_ERROR:
+    /* messages are usually static, but an aggregator may format one into its arena
+     * ("distinct_count: more than 3 distinct values"): the copy owns its text */
+    if (arena && v->u.err && !(c.u.err = zql_arena_strdup(arena, v->u.err)))
+      return false;
+    break;
   case ZQL_V_STRING:
     if (!arena)
       return false;

@@ -130,8 +130,8 @@ zql_val_t zql_val_doc(const uint8_t *data, uint32_t len, bool is_array);
 /* Append v to doc under key (klen -1: NUL-terminated). MISSING appends nothing; ERROR
  * appends null. Returns false when libbson refused (the document would exceed its limits). */
 bool zql_val_append_bson(bson_t *doc, const char *key, int klen, const zql_val_t *v);
-/* A deep copy of v whose bytes live in arena (NULL arena: no copy needed for scalars;
- * returns false out of memory). */
+/* A deep copy of v whose bytes live in arena (an ERROR's message too; NULL arena: no copy
+ * needed for scalars; returns false out of memory). */
 bool zql_val_copy(zql_arena_t *arena, const zql_val_t *v, zql_val_t *out);
 
 /* Building BSON in a zql_strbuf_t, for code that must survive out-of-memory (a growing

@@ -225,17 +225,18 @@ void zql_xplan_free(zql_xplan_t *x)
     zql_arena_delete(x->arena);
 }
 
+/* The effective bound in ms: an exclusive lower / inclusive upper bound moves by 1 ms
+ * (the scan range is [lo, hi)). */
 static int64_t bound_ms(const zql_xplan_t *x, const zql_bound_t *b, int64_t dflt)
 {
+  int64_t v;
   if (b->kind == ZQL_BOUND_ABS)
-    return b->ms;
-  if (b->kind == ZQL_BOUND_NOW) {
-    int64_t v;
-    if (__builtin_add_overflow(x->now_ms, b->ms, &v))
-      return dflt;
-    return v;
-  }
-  return dflt;
+    v = b->ms;
+  else if (b->kind != ZQL_BOUND_NOW || __builtin_add_overflow(x->now_ms, b->ms, &v))
+    return dflt;
+  if (b->edge && __builtin_add_overflow(v, 1, &v))
+    return dflt;
+  return v;
 }
 
 void zql_xplan_ts_range(const zql_xplan_t *x, int64_t *ts_lo, int64_t *ts_hi)

@@ -146,9 +146,34 @@ static const char *span_text(builder_t *b, zql_span_t sp)
   return r ? r : "";
 }
 
+typedef enum { K_NONE, K_NULL, K_BOOL, K_INT, K_DOUBLE, K_STR, K_DATE, K_MISSING } kkind_t;
+typedef struct kval {
+  kkind_t k;
+  bool b;
+  int64_t i; /* INT, DATE, and durations (INT ms) */
+  double d;
+  const char *s;
+  uint32_t len;
+} kval_t;
+
+static bool fold(builder_t *b, const zql_node_t *n, kval_t *out);
+static void unparse(builder_t *b, zql_strbuf_t *sb, const zql_node_t *n, int prec);
+
+/* EXPLAIN text of a node: an expression is printed from the tree after constant folding
+ * (so `$p * 2` shows its value), anything else as its source text. */
 static const char *node_text(builder_t *b, const zql_node_t *n)
 {
-  return n ? span_text(b, n->span) : "";
+  if (!n)
+    return "";
+  if (n->kind < ZQL_N_INT || n->kind > ZQL_N_DOCFIELD)
+    return span_text(b, n->span);
+  zql_strbuf_t sb = ZQL_STRBUF_INIT;
+  unparse(b, &sb, n, 0);
+  const char *r = sb.oom ? NULL : zql_arena_strndup(b->a, sb.buf, sb.len);
+  zql_strbuf_release(&sb);
+  if (!r)
+    fail(b, ZQL_E_NOMEM, "out of memory while planning");
+  return r ? r : "";
 }
 
 /* }==== */
@@ -338,18 +363,204 @@ static uint32_t const_regex(builder_t *b, const char *pattern, const char *flags
   return k;
 }
 
-/* A folded constant of the planner (literals, $params, arithmetic over them). */
-typedef enum { K_NONE, K_NULL, K_BOOL, K_INT, K_DOUBLE, K_STR, K_DATE, K_MISSING } kkind_t;
-typedef struct kval {
-  kkind_t k;
-  bool b;
-  int64_t i; /* INT, DATE, and durations (INT ms) */
-  double d;
-  const char *s;
-  uint32_t len;
-} kval_t;
+/* {==== EXPLAIN text of expressions ====================================================== */
 
-static bool fold(builder_t *b, const zql_node_t *n, kval_t *out);
+/* Binding strength of an operator (higher binds tighter), as in parser/gram.y. */
+static int op_prec(zql_op_t op)
+{
+  switch (op) {
+  case ZQL_OP_OR: return 1;
+  case ZQL_OP_AND: return 2;
+  case ZQL_OP_NOT: return 3;
+  case ZQL_OP_EQ: case ZQL_OP_NE: case ZQL_OP_LT: case ZQL_OP_LE: case ZQL_OP_GT:
+  case ZQL_OP_GE: case ZQL_OP_MATCH: case ZQL_OP_NOMATCH: return 4;
+  case ZQL_OP_COALESCE: return 5;
+  case ZQL_OP_ADD: case ZQL_OP_SUB: return 6;
+  case ZQL_OP_MUL: case ZQL_OP_DIV: case ZQL_OP_MOD: return 7;
+  default: return 8; /* unary minus and plus */
+  }
+}
+
+static void duration_text(zql_strbuf_t *sb, int64_t ms)
+{
+  static const struct { const char *u; int64_t ms; } units[] = {
+      {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+  if (ms == 0) {
+    zql_strbuf_adds(sb, "0s");
+    return;
+  }
+  uint64_t v = ms < 0 ? (uint64_t)0 - (uint64_t)ms : (uint64_t)ms;
+  if (ms < 0)
+    zql_strbuf_addc(sb, '-');
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(units); i++)
+    if (v >= (uint64_t)units[i].ms) {
+      zql_strbuf_addf(sb, "%" PRIu64 "%s", v / (uint64_t)units[i].ms, units[i].u);
+      v %= (uint64_t)units[i].ms;
+    }
+}
+
+static void kval_text(zql_strbuf_t *sb, const zql_node_t *n, const struct kval *k);
+
+static void list_text(builder_t *b, zql_strbuf_t *sb, const zql_list_t *l)
+{
+  for (uint32_t i = 0; i < l->n; i++) {
+    if (i)
+      zql_strbuf_adds(sb, ", ");
+    unparse(b, sb, l->items[i], 0);
+  }
+}
+
+static void path_text(zql_strbuf_t *sb, const zql_node_t *n)
+{
+  zql_strbuf_adds(sb, n->u.path.root);
+  for (uint32_t i = 0; i < n->u.path.nsteps; i++) {
+    const zql_step_t *st = &n->u.path.steps[i];
+    if (st->kind == ZQL_STEP_FIELD)
+      zql_strbuf_addf(sb, ".%s", st->name);
+    else if (st->kind == ZQL_STEP_INDEX)
+      zql_strbuf_addf(sb, "[%" PRId64 "]", st->index);
+    else
+      zql_strbuf_adds(sb, "[*]");
+  }
+}
+
+/* Print n; parenthesized when its operator binds weaker than prec. */
+static void unparse(builder_t *b, zql_strbuf_t *sb, const zql_node_t *n, int prec)
+{
+  struct kval k;
+  if (n->kind != ZQL_N_PATH && n->kind != ZQL_N_REGEX && fold(b, n, &k)) {
+    kval_text(sb, n, &k);
+    return;
+  }
+  switch (n->kind) {
+  case ZQL_N_PATH:
+    path_text(sb, n);
+    return;
+  case ZQL_N_REGEX:
+    zql_strbuf_addf(sb, "/%s/%s", n->u.regex.pattern, n->u.regex.flags ? n->u.regex.flags : "");
+    return;
+  case ZQL_N_PARAMREF:
+    zql_strbuf_addf(sb, "$%s", n->u.paramref.name);
+    return;
+  case ZQL_N_CALL:
+    zql_strbuf_addf(sb, "%s(", n->u.call.name);
+    for (uint32_t i = 0; i < n->u.call.args.n; i++) {
+      const zql_node_t *a = n->u.call.args.items[i];
+      if (i)
+        zql_strbuf_adds(sb, ", ");
+      if (a->kind == ZQL_N_PATH && a->u.path.ref == ZQL_REF_UNRESOLVED)
+        zql_strbuf_adds(sb, a->u.path.root); /* a unit name */
+      else
+        unparse(b, sb, a, 0);
+    }
+    if (n->u.call.by) {
+      zql_strbuf_adds(sb, " by ");
+      unparse(b, sb, n->u.call.by, 0);
+    }
+    if (n->u.call.weight) {
+      zql_strbuf_adds(sb, n->u.call.args.n ? " weight " : "weight ");
+      unparse(b, sb, n->u.call.weight, 0);
+    }
+    if (n->u.call.gap) {
+      zql_strbuf_adds(sb, ", gap ");
+      unparse(b, sb, n->u.call.gap, 0);
+    }
+    zql_strbuf_addc(sb, ')');
+    return;
+  case ZQL_N_BUCKET:
+    zql_strbuf_adds(sb, "bucket(");
+    unparse(b, sb, n->u.bucket.ts, 0);
+    zql_strbuf_adds(sb, ", ");
+    if (n->u.bucket.every) {
+      zql_strbuf_adds(sb, "every ");
+      unparse(b, sb, n->u.bucket.every, 0);
+      zql_strbuf_addc(sb, ' ');
+    }
+    zql_strbuf_adds(sb, n->u.bucket.unit);
+    if (n->u.bucket.tz) {
+      zql_strbuf_adds(sb, " tz ");
+      unparse(b, sb, n->u.bucket.tz, 0);
+    }
+    if (n->u.bucket.week_start)
+      zql_strbuf_addf(sb, " week starts %s", n->u.bucket.week_start);
+    if (n->u.bucket.origin) {
+      zql_strbuf_adds(sb, " origin ");
+      unparse(b, sb, n->u.bucket.origin, 0);
+    }
+    zql_strbuf_addc(sb, ')');
+    return;
+  case ZQL_N_UNARY: {
+    int p = op_prec(n->u.unary.op);
+    if (p < prec)
+      zql_strbuf_addc(sb, '(');
+    zql_strbuf_adds(sb, n->u.unary.op == ZQL_OP_NOT ? "not " : zql_op_name(n->u.unary.op));
+    unparse(b, sb, n->u.unary.arg, p);
+    if (p < prec)
+      zql_strbuf_addc(sb, ')');
+    return;
+  }
+  case ZQL_N_BINARY: {
+    zql_op_t op = n->u.binary.op;
+    struct kval l;
+    /* `true and x` is x (as the code generator does) */
+    if ((op == ZQL_OP_AND || op == ZQL_OP_OR) && fold(b, n->u.binary.lhs, &l) &&
+        l.k == K_BOOL && l.b == (op == ZQL_OP_AND)) {
+      unparse(b, sb, n->u.binary.rhs, prec);
+      return;
+    }
+    int p = op_prec(op);
+    if (p < prec)
+      zql_strbuf_addc(sb, '(');
+    unparse(b, sb, n->u.binary.lhs, p);
+    zql_strbuf_addf(sb, " %s ", zql_op_name(op));
+    unparse(b, sb, n->u.binary.rhs, p + 1);
+    if (p < prec)
+      zql_strbuf_addc(sb, ')');
+    return;
+  }
+  case ZQL_N_IS:
+    if (prec > 4)
+      zql_strbuf_addc(sb, '(');
+    unparse(b, sb, n->u.is.arg, 5);
+    zql_strbuf_addf(sb, " is %s%s", n->u.is.negated ? "not " : "",
+                    n->u.is.missing ? "missing" : "null");
+    if (prec > 4)
+      zql_strbuf_addc(sb, ')');
+    return;
+  case ZQL_N_IN:
+    if (prec > 4)
+      zql_strbuf_addc(sb, '(');
+    unparse(b, sb, n->u.in.arg, 5);
+    zql_strbuf_adds(sb, n->u.in.negated ? " not in " : " in ");
+    unparse(b, sb, n->u.in.set, 0);
+    if (prec > 4)
+      zql_strbuf_addc(sb, ')');
+    return;
+  case ZQL_N_ARRAY:
+    zql_strbuf_addc(sb, '[');
+    list_text(b, sb, &n->u.list);
+    zql_strbuf_addc(sb, ']');
+    return;
+  case ZQL_N_DOC:
+    zql_strbuf_addc(sb, '{');
+    for (uint32_t i = 0; i < n->u.list.n; i++) {
+      const zql_node_t *f = n->u.list.items[i];
+      zql_strbuf_addf(sb, "%s%s: ", i ? ", " : "", f->u.docfield.name);
+      unparse(b, sb, f->u.docfield.value, 0);
+    }
+    zql_strbuf_addc(sb, '}');
+    return;
+  default:
+    zql_strbuf_adds(sb, span_text(b, n->span));
+    return;
+  }
+}
+
+/* }==== */
+
+/* A folded constant of the planner (literals, $params, arithmetic over them). */
+
+
 
 static bool fold_num(const kval_t *v, double *d)
 {
@@ -477,6 +688,42 @@ static bool fold(builder_t *b, const zql_node_t *n, kval_t *out)
     return false;
   default:
     return false;
+  }
+}
+
+static void kval_text(zql_strbuf_t *sb, const zql_node_t *n, const struct kval *k)
+{
+  switch (k->k) {
+  case K_NULL: zql_strbuf_adds(sb, "null"); return;
+  case K_MISSING: zql_strbuf_adds(sb, "missing"); return;
+  case K_BOOL: zql_strbuf_adds(sb, k->b ? "true" : "false"); return;
+  case K_INT:
+    if (n->type == ZQL_T_DURATION)
+      duration_text(sb, k->i);
+    else
+      zql_strbuf_addf(sb, "%" PRId64, k->i);
+    return;
+  case K_DOUBLE: {
+    char buf[64];
+    for (int prec = 15; prec <= 17; prec++) { /* the shortest text that reads back */
+      snprintf(buf, sizeof buf, "%.*g", prec, k->d);
+      if (strtod(buf, NULL) == k->d)
+        break;
+    }
+    zql_strbuf_adds(sb, buf);
+    if (!strpbrk(buf, ".eEni"))
+      zql_strbuf_adds(sb, ".0");
+    return;
+  }
+  case K_STR: zql_strbuf_add_quoted(sb, k->s, k->len); return;
+  case K_DATE: {
+    zql_civil_t c;
+    zql_tz_to_civil(zql_tz_utc(), k->i, &c);
+    zql_strbuf_addf(sb, "date(\"%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%03dZ\")", (int64_t)c.year,
+                    c.month, c.day, c.hour, c.minute, c.second, c.ms);
+    return;
+  }
+  default: return;
   }
 }
 
@@ -1280,11 +1527,11 @@ static bool time_const(builder_t *b, const zql_node_t *n, zql_bound_t *out)
 {
   kval_t k;
   if (fold(b, n, &k) && k.k == K_DATE) {
-    *out = (zql_bound_t){ZQL_BOUND_ABS, k.i};
+    *out = (zql_bound_t){ZQL_BOUND_ABS, k.i, false};
     return true;
   }
   if (n->kind == ZQL_N_CALL && !n->u.call.is_agg && strcmp(n->u.call.name, "now") == 0) {
-    *out = (zql_bound_t){ZQL_BOUND_NOW, 0};
+    *out = (zql_bound_t){ZQL_BOUND_NOW, 0, false};
     return true;
   }
   if (n->kind == ZQL_N_BINARY &&
@@ -1321,7 +1568,9 @@ static void tighten(zql_bound_t *bd, zql_bound_t v, bool lower)
       *bd = v; /* prefer an absolute bound when kinds differ */
     return;
   }
-  if (lower ? v.ms > bd->ms : v.ms < bd->ms)
+  /* compare the effective bounds: ms + 1 for an exclusive lower / inclusive upper one */
+  __int128 x = (__int128)v.ms + v.edge, y = (__int128)bd->ms + bd->edge;
+  if (lower ? x > y : x < y)
     *bd = v;
 }
 
@@ -1351,13 +1600,13 @@ static void pushdown(builder_t *b, const zql_node_t *n)
     if (!time_const(b, r, &v))
       return;
     if (op == ZQL_OP_GE || op == ZQL_OP_EQ)
-      tighten(&p->ts_lo, v, true);
+      tighten(&p->ts_lo, (zql_bound_t){v.kind, v.ms, false}, true);
     if (op == ZQL_OP_GT)
-      tighten(&p->ts_lo, (zql_bound_t){v.kind, v.ms + 1}, true);
+      tighten(&p->ts_lo, (zql_bound_t){v.kind, v.ms, true}, true);
     if (op == ZQL_OP_LT)
-      tighten(&p->ts_hi, v, false);
+      tighten(&p->ts_hi, (zql_bound_t){v.kind, v.ms, false}, false);
     if (op == ZQL_OP_LE || op == ZQL_OP_EQ)
-      tighten(&p->ts_hi, (zql_bound_t){v.kind, v.ms + 1}, false);
+      tighten(&p->ts_hi, (zql_bound_t){v.kind, v.ms, true}, false);
   } else if (is_root(l, ZQL_REF_SEQ, NULL)) {
     int64_t v;
     if (!const_int_of(b, r, &v))

@@ -26,6 +26,7 @@
 #include "planner/plan.h"
 #include "planner/zql_plan.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/base/tz.h"
 
 static const char *const opnames[] = {
 #define ZQL_OP(name, doc) #name,
@@ -38,16 +39,33 @@ const char *zql_opcode_name(zql_opcode_t op)
   return (unsigned)op < ZQL_ARRAY_LEN(opnames) ? opnames[op] : "?";
 }
 
+static void duration(zql_strbuf_t *out, uint64_t v)
+{
+  static const struct { const char *u; uint64_t ms; } units[] = {
+      {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(units); i++)
+    if (v >= units[i].ms) {
+      zql_strbuf_addf(out, "%" PRIu64 "%s", v / units[i].ms, units[i].u);
+      v %= units[i].ms;
+    }
+}
+
 static void bound_text(zql_strbuf_t *out, const zql_bound_t *b)
 {
   if (b->kind == ZQL_BOUND_NOW) {
     zql_strbuf_adds(out, "now()");
-    if (b->ms > 0)
-      zql_strbuf_addf(out, " + %" PRId64 "ms", b->ms);
-    else if (b->ms < 0)
-      zql_strbuf_addf(out, " - %" PRId64 "ms", -b->ms);
+    if (b->ms > 0) {
+      zql_strbuf_adds(out, " + ");
+      duration(out, (uint64_t)b->ms);
+    } else if (b->ms < 0) {
+      zql_strbuf_adds(out, " - ");
+      duration(out, (uint64_t)0 - (uint64_t)b->ms);
+    }
   } else {
-    zql_strbuf_addf(out, "%" PRId64 "ms", b->ms); /* instants as epoch ms: no zone games */
+    zql_civil_t c;
+    zql_tz_to_civil(zql_tz_utc(), b->ms, &c);
+    zql_strbuf_addf(out, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%03dZ", (int64_t)c.year,
+                    c.month, c.day, c.hour, c.minute, c.second, c.ms);
   }
 }
 
@@ -95,7 +113,7 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     else if (braces)
       zql_strbuf_adds(out, l->text);
     if (l == p->logical && (p->ts_lo.kind != ZQL_BOUND_NONE || p->ts_hi.kind != ZQL_BOUND_NONE)) {
-      zql_strbuf_adds(out, ", timestamp in [");
+      zql_strbuf_adds(out, p->ts_lo.edge ? ", timestamp in (" : ", timestamp in [");
       if (p->ts_lo.kind == ZQL_BOUND_NONE)
         zql_strbuf_adds(out, "-inf");
       else
@@ -105,7 +123,7 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
         zql_strbuf_adds(out, "+inf");
       else
         bound_text(out, &p->ts_hi);
-      zql_strbuf_addc(out, ')');
+      zql_strbuf_addc(out, p->ts_hi.edge ? ']' : ')');
     }
     if (l->text && !braces)
       zql_strbuf_addc(out, ')');

@@ -161,6 +161,7 @@ typedef enum zql_bound_kind { ZQL_BOUND_NONE, ZQL_BOUND_ABS, ZQL_BOUND_NOW } zql
 typedef struct zql_bound {
   zql_bound_kind_t kind;
   int64_t ms;             /* ABS: the instant; NOW: the offset added to now() */
+  bool edge;              /* lower bound: exclusive (`>`); upper bound: inclusive (`<=`) */
 } zql_bound_t;
 
 /* EXPLAIN's logical tree: one line per operator, children indented. */

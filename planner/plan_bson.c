@@ -34,6 +34,7 @@ static void put_bound(bson_t *d, const char *k, const zql_bound_t *b)
   bson_append_array_begin(d, k, -1, &a);
   bson_append_int32(&a, "0", 1, (int32_t)b->kind);
   bson_append_int64(&a, "1", 1, b->ms);
+  bson_append_bool(&a, "2", 1, b->edge);
   bson_append_array_end(d, &a);
 }
 
@@ -395,7 +396,7 @@ static void get_bound(rd_t *r, const bson_iter_t *doc, const char *key, zql_boun
 {
   bson_iter_t a;
   uint32_t n;
-  if (!enter(r, doc, key, true, &a, &n) || n != 2) {
+  if (!enter(r, doc, key, true, &a, &n) || n != 3) {
     bad(r, key);
     return;
   }
@@ -403,6 +404,7 @@ static void get_bound(rd_t *r, const bson_iter_t *doc, const char *key, zql_boun
   int64_t kind = get_int(r, &it, "0", 0, ZQL_BOUND_NOW);
   b->kind = (zql_bound_kind_t)kind;
   b->ms = get_int(r, &a, "1", INT64_MIN, INT64_MAX);
+  b->edge = get_bool(r, &a, "2");
 }
 
 static void get_prog(rd_t *r, const bson_iter_t *doc, const char *key, zql_prog_t *pr)
