@@ -2015,13 +2015,12 @@ static int tk_add(void *st, const zql_aggin_t *in, zql_aggctx_t *ctx)
   tk_t *t = st;
   if (!t->cap || zql_val_is_nullish(&in->x))
     return 0;
-  double w = 1;
-  if (in->weight.t != ZQL_V_MISSING) {
-    w = zql_val_is_num(&in->weight) ? zql_val_num(&in->weight) : NAN;
-    if (!(w > 0) || isinf(w)) {
-      ctx->type_skips++;
-      return 0;
-    }
+  /* the executor passes 1 when the call has no weight; a weight that is not a finite
+   * number > 0 (MISSING, NULL, a string, 0, -1, inf) skips the row */
+  double w = zql_val_is_num(&in->weight) ? zql_val_num(&in->weight) : NAN;
+  if (!(w > 0) || isinf(w)) {
+    ctx->type_skips++;
+    return 0;
   }
   zql_strbuf_t sb = ZQL_STRBUF_INIT;
   zql_val_encode(&sb, &in->x);

@@ -49,6 +49,8 @@ struct zql_xplan {
   zql_xnode_t root;        /* extraction trie */
   int32_t row_reg;         /* register of the whole event, or -1 */
   bool one_worker;         /* a reducer without merge: partial states cannot combine */
+  uint16_t *iter_regs;     /* the map program's iterator registers (reset per event) */
+  uint32_t niter_regs;
 };
 
 /* Per-message error counts of one thread (small; merged at the end). */

@@ -6,8 +6,9 @@
  * output writer (exec/output.c) or, later, the results store.
  *
  * MAP. The input's _seq range is cut into chunks of roughly equal bytes (at least 4 per
- * thread, at most 8 MiB each, so threads stay busy to the end). Chunks are map tasks: a
- * worker takes the next chunk, reads its events in batches of 256, fills the path
+ * thread, at most 8 MiB each). Worker w maps chunks w, w + T, ... (a static assignment,
+ * so the partial states are the same on every run with T threads); it reads each chunk's
+ * events in batches of 256, fills the path
  * registers (extract.c), runs the map program (vm.c), which feeds the worker's group
  * tables (the combiner: one partial state per key per worker), and resets its batch arena
  * after each batch.
@@ -490,9 +491,23 @@ static int collect_rows(run_t *r, zql_result_t *res)
 
 /* {==== map ============================================================================== */
 
-static int map_task(void *arg, uint32_t chunk, uint32_t worker)
+static int map_chunk(run_t *r, uint32_t chunk, uint32_t worker);
+
+/* Map task w: chunks w, w + T, w + 2T, ... into worker state w. The assignment is static,
+ * so a given thread count always builds the same partial states (topk, whose result may
+ * depend on the split, is then the same on every run with the same --threads). */
+static int map_task(void *arg, uint32_t task, uint32_t worker)
 {
   run_t *r = arg;
+  (void)worker;
+  int rc = 0;
+  for (uint32_t c = task; c < r->nchunks && !rc; c += r->nw)
+    rc = map_chunk(r, c, task);
+  return rc;
+}
+
+static int map_chunk(run_t *r, uint32_t chunk, uint32_t worker)
+{
   if (r->rc)
     return r->rc;
   wstate_t *w = &r->w[worker];
@@ -1270,7 +1285,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / threads : 0;
 
   double t0 = now_s();
-  rc = zql_pool_run(threads, r.nchunks, map_task, &r);
+  rc = zql_pool_run(threads, r.nchunks ? threads : 0, map_task, &r);
   double t1 = now_s();
   if (r.rc)
     rc = r.rc;

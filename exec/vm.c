@@ -212,6 +212,16 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
 
   if ((rc = zql_extract_build(x, err)) != 0)
     goto fail;
+  /* the map program's iterators, reset before each event so that no NEXT can see an
+   * iterator of an earlier event (a compiled plan always sets them first anyway) */
+  x->iter_regs = zql_arena_calloc(a, p->map.n ? p->map.n : 1, sizeof *x->iter_regs);
+  if (!x->iter_regs) {
+    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    goto fail;
+  }
+  for (uint32_t i = 0; i < p->map.n; i++)
+    if (p->map.code[i].op == ZQL_I_ITER)
+      x->iter_regs[x->niter_regs++] = p->map.code[i].dst;
   *out = x;
   return 0;
 fail:
@@ -568,7 +578,7 @@ static zql_val_t in_set(const zql_val_t *a, const zql_val_t *set)
   if (zql_val_is_nullish(a))
     return zql_val_null();
   if (set->t != ZQL_V_ARRAY)
-    return zql_val_is_nullish(set) ? zql_val_null() : zql_val_error("in: not an array");
+    return zql_val_null(); /* not an array: unknown, like a comparison across types (R3) */
   bson_iter_t it;
   if (!bson_iter_init_from_data(&it, set->u.p, set->len))
     return zql_val_error("in: invalid array");
@@ -616,6 +626,7 @@ static void add_to(zql_vm_t *vm, uint32_t table, zql_group_t *g, uint32_t slot,
   ai.x = in[0];
   ai.seq = vm->seq;
   uint32_t at = 1;
+  ai.weight = zql_val_int(1); /* no weight clause: every row weighs 1 */
   if (weight_only) {
     ai.weight = in[1];
   } else {
@@ -642,6 +653,9 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
   const zql_plan_t *p = x->plan;
   const zql_insn_t *code = prog->code;
   uint32_t pc = 0;
+  if (prog == &p->map)
+    for (uint32_t i = 0; i < x->niter_regs; i++)
+      vm->iters[x->iter_regs[i]].state = 2;
   for (;;) {
     const zql_insn_t *in = &code[pc++];
     switch ((zql_opcode_t)in->op) {

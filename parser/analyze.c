@@ -3879,7 +3879,10 @@ static void check_query(analyzer_t *an, zql_node_t *q, bool is_def)
              zql_option_name(opt->u.option.opt));
     }
   }
-  for (uint32_t i = 0; i < q->u.query.rowops.n; i++)
+  /* a row query outputs its lets as columns: they are used */
+  bool rowq = !q->u.query.grouped && !q->u.query.has_compute && !q->u.query.map &&
+              !q->u.query.per;
+  for (uint32_t i = 0; i < q->u.query.rowops.n && !rowq; i++)
     warn_unused_let(an, q->u.query.rowops.items[i]);
 }
 

@@ -1162,6 +1162,13 @@ static uint16_t expr(builder_t *b, const zql_node_t *n)
     emit(b, ZQL_I_IN, n->u.in.negated ? 2u : 0u, d, a, s, 0);
     return d;
   }
+  case ZQL_N_PARAMREF:
+    /* a parameter that does not fold to a scalar (an array, a document): its value */
+    if (!n->u.paramref.decl) {
+      fail(b, ZQL_E_INTERNAL, "planner: unknown parameter $%s", n->u.paramref.name);
+      return 0;
+    }
+    return expr(b, n->u.paramref.decl->u.decl.value);
   case ZQL_N_ARRAY: {
     uint16_t base = expr_block(b, n->u.list.items, n->u.list.n);
     uint16_t d = newreg(b, 1);
@@ -2031,8 +2038,8 @@ static void emit_stmt(builder_t *b, const zql_node_t *e)
     uint16_t w = expr(b, e->u.emit.weight);
     skips[nskips++] = emit(b, ZQL_I_CHKERR, 0, 0, w, 0, 0);
     emit(b, ZQL_I_MOVE, 0, base + nidx + 1, w, 0, 0);
-  } else {
-    emit(b, ZQL_I_MISSING, 0, base + nidx + 1, 0, 0, 0);
+  } else { /* no weight: every emit weighs 1 */
+    emit(b, ZQL_I_LOADK, 0, base + nidx + 1, 0, 0, const_int(b, 1));
   }
   emit(b, ZQL_I_EMIT, t->aggs[0].has_weight ? 1 : 0, 0, base, nidx, ti);
   for (uint32_t i = 0; i < nskips; i++)

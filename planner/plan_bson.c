@@ -487,8 +487,11 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
       a1 = true;
       ok = ok && in->c < pr->n;
       break;
-    case ZQL_I_ITER: a1 = true; ok = ok && in->c < pr->n; break;
-    case ZQL_I_NEXT: a1 = true; ok = ok && in->c < pr->n; break;
+    case ZQL_I_ITER: /* iterators live in the map program only */
+      a1 = true;
+      ok = ok && in->c < pr->n && pr == &p->map;
+      break;
+    case ZQL_I_NEXT: a1 = true; ok = ok && in->c < pr->n && pr == &p->map; break;
     case ZQL_I_GROUP: /* the map program, or a per stage's final program feeding the next */
       dst = false;
       nin = in->b;
@@ -528,6 +531,33 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
                in->op < ZQL_I__COUNT ? zql_opcode_name((zql_opcode_t)in->op) : "?");
       bad(r, msg);
     }
+  }
+  if (r->bad)
+    return;
+  /* Termination: every loop of a program is an iterator loop. Each iterator register is
+   * set by exactly one ITER; a jump that goes backward (or to itself) must land on the NEXT
+   * of an iterator that is not re-set between that NEXT and the jump. So each backward jump
+   * consumes an element of a finite array, and every program ends. */
+  for (uint32_t i = 0; i < pr->n && !r->bad; i++) {
+    const zql_insn_t *in = &pr->code[i];
+    if (in->op == ZQL_I_ITER) {
+      for (uint32_t j = 0; j < pr->n; j++)
+        if (j != i && pr->code[j].op == ZQL_I_ITER && pr->code[j].dst == in->dst)
+          bad(r, "an iterator is set twice");
+    }
+    bool jumps = in->op == ZQL_I_JMP || in->op == ZQL_I_JNT || in->op == ZQL_I_JNULL ||
+                 in->op == ZQL_I_CHKERR || in->op == ZQL_I_ITER || in->op == ZQL_I_NEXT;
+    if (!jumps || in->c > i)
+      continue;
+    const zql_insn_t *t = &pr->code[in->c];
+    /* (a finished inner loop's NEXT continues the outer loop: another iterator) */
+    if (t->op != ZQL_I_NEXT || in->c == i || (in->op == ZQL_I_NEXT && in->a == t->a)) {
+      bad(r, "a backward jump that is not an iterator loop");
+      break;
+    }
+    for (uint32_t j = in->c + 1; j <= i; j++)
+      if (pr->code[j].op == ZQL_I_ITER && pr->code[j].dst == t->a)
+        bad(r, "an iterator loop that resets its own iterator");
   }
 }
 

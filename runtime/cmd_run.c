@@ -415,6 +415,19 @@ static int emit_result(ctx_t *c, const zql_plan_t *p, const zql_result_t *res, F
                        bool header)
 {
   int rc = 0;
+  const zql_counters_t *k = &res->counters;
+  if ((p->strict || c->o.strict) && k->nerrors) {
+    /* on_error fail (R5) / --strict: a row that yielded ERROR aborts before any output */
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < k->nerrors; i++)
+      n += k->errors[i].n;
+    fprintf(stderr, "zql %s: error: %s: %" PRIu64 " row%s yielded ERROR (_errors):", c->cmd,
+            p->is_query ? "query" : p->name, n, n == 1 ? "" : "s");
+    for (uint32_t i = 0; i < k->nerrors; i++)
+      fprintf(stderr, "%s %" PRIu64 " x \"%s\"", i ? "," : "", k->errors[i].n, k->errors[i].msg);
+    fprintf(stderr, " [%s]\n", zql_err_code_str(ZQL_E_RUN_FAILED));
+    return ZQL_E_RUN_FAILED;
+  }
   for (uint32_t t = 0; t < res->ntables && !rc; t++) {
     const zql_result_table_t *rt = &res->tables[t];
     const char *what = p->is_query ? "query" : p->name;

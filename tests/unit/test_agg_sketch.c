@@ -69,7 +69,7 @@ static zql_aggin_t in_of(zql_val_t x)
   zql_aggin_t in;
   memset(&in, 0, sizeof in);
   in.x = x;
-  in.weight = zql_val_missing();
+  in.weight = zql_val_int(1); /* what the executor passes when a call has no weight */
   return in;
 }
 
@@ -1243,12 +1243,13 @@ static void test_topk_details(void **state)
   assert_final(&zql_agg_topk, st, &p,
                "array:[{\"value\":1,\"count\":2},{\"value\":2,\"count\":1},"
                "{\"value\":\"a\",\"count\":1}]");
-  /* weights: MISSING = 1, non-numeric / <= 0 / NaN / inf skipped and counted */
+  /* weights: non-numeric / MISSING / <= 0 / NaN / inf skipped and counted */
   zql_aggin_t in = in_of(zql_val_str("b", 1));
   in.weight = zql_val_int(5);
   assert_int_equal(zql_agg_topk.add(st, &in, &ctx), 0);
   zql_val_t badw[] = {zql_val_str("1", 1), zql_val_int(0), zql_val_double(-1),
-                      zql_val_double(NAN), zql_val_double(INFINITY), zql_val_null()};
+                      zql_val_double(NAN), zql_val_double(INFINITY), zql_val_null(),
+                      zql_val_missing()};
   for (size_t i = 0; i < ZQL_ARRAY_LEN(badw); i++) {
     in.weight = badw[i];
     assert_int_equal(zql_agg_topk.add(st, &in, &ctx), 0);
