@@ -2063,16 +2063,22 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
   tk_cand_t *c = heap_alloc(ctx, total * sizeof *c);
   if (!c)
     return ZQL_E_NOMEM;
+  /* A value absent from a full summary may have occurred there up to its smallest count
+   * (that is how Space-Saving evicts): credit it that much, so merged counts stay
+   * overestimates (Metwally et al.; Agarwal et al. 2012), exactly as if the other side's
+   * rows had been added one by one. A summary that is not full is exact: credit 0. */
+  double dmin = d->n == d->cap && d->n ? d->items[d->heap[0]].count : 0;
+  double smin = s->n == s->cap && s->n ? s->items[s->heap[0]].count : 0;
   for (uint32_t i = 0; i < d->n; i++) {
     const tk_item_t *e = &d->items[i];
     uint32_t j = tk_find(s, e->key, e->len, e->hash);
-    c[m++] = (tk_cand_t){e->key, e->hash, e->count + (j == TK_NONE ? 0 : s->items[j].count),
+    c[m++] = (tk_cand_t){e->key, e->hash, e->count + (j == TK_NONE ? smin : s->items[j].count),
                          e->len, i};
   }
   for (uint32_t j = 0; j < s->n; j++) {
     const tk_item_t *e = &s->items[j];
     if (tk_find(d, e->key, e->len, e->hash) == TK_NONE)
-      c[m++] = (tk_cand_t){e->key, e->hash, e->count, e->len, TK_NONE};
+      c[m++] = (tk_cand_t){e->key, e->hash, e->count + dmin, e->len, TK_NONE};
   }
   qsort(c, m, sizeof *c, tk_cand_cmp);
   uint32_t keep = m < d->cap ? (uint32_t)m : d->cap;

@@ -61,7 +61,7 @@ zql_group_t *zql_hashagg_get(zql_hashagg_t *h, const uint8_t *key, uint32_t klen
     zql_group_t *g = h->tab[i].g;
     if (!g)
       break;
-    if (h->tab[i].hash == hash && g->klen == klen && memcmp(g->key, key, klen) == 0) {
+    if (h->tab[i].hash == hash && g->klen == klen && (!klen || memcmp(g->key, key, klen) == 0)) {
       *created = false;
       return g;
     }
@@ -82,7 +82,8 @@ zql_group_t *zql_hashagg_get(zql_hashagg_t *h, const uint8_t *key, uint32_t klen
   g->klen = klen;
   g->states = (unsigned char *)(g + 1);
   uint8_t *kb = g->states + s->block;
-  memcpy(kb, key, klen);
+  if (klen)
+    memcpy(kb, key, klen);
   g->key = kb;
   for (uint32_t k = 0; k < s->n; k++)
     s->defs[k]->init(g->states + s->offset[k], &s->params[k]);

@@ -164,7 +164,7 @@ typedef struct sortent {
 
 static int key_cmp(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl)
 {
-  int c = memcmp(a, b, al < bl ? al : bl);
+  int c = al && bl ? memcmp(a, b, al < bl ? al : bl) : 0;
   return c ? c : (al > bl) - (al < bl);
 }
 
@@ -601,7 +601,7 @@ typedef struct source {
   uint64_t pos, end;
   uint8_t *buf;
   size_t cap;
-  bson_t doc;              /* current record (static view of buf) */
+  uint32_t doclen;         /* current record: buf[0..doclen) */
   /* current key and its prefix */
   const uint8_t *key;
   uint32_t klen;
@@ -666,10 +666,10 @@ static int source_next(source_t *s)
   if (!pread_all(s->fd, s->buf, len, s->pos))
     return ZQL_E_IO;
   s->pos += len;
-  if (!bson_init_static(&s->doc, s->buf, len))
-    return ZQL_E_CORRUPT;
+  s->doclen = len;
   bson_iter_t it;
-  if (!bson_iter_init_find(&it, &s->doc, "k") || !BSON_ITER_HOLDS_BINARY(&it))
+  if (!bson_iter_init_from_data(&it, s->buf, len) || !bson_iter_find(&it, "k") ||
+      !BSON_ITER_HOLDS_BINARY(&it))
     return ZQL_E_CORRUPT;
   bson_subtype_t st;
   bson_iter_binary(&it, &st, &s->klen, &s->key);
@@ -691,8 +691,8 @@ static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned
     return 0;
   }
   bson_iter_t it, st;
-  if (!bson_iter_init_find(&it, &s->doc, "s") || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
-      !bson_iter_recurse(&it, &st))
+  if (!bson_iter_init_from_data(&it, s->buf, s->doclen) || !bson_iter_find(&it, "s") ||
+      !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &st))
     return ZQL_E_CORRUPT;
   for (uint32_t k = 0; k < sl->n && bson_iter_next(&st); k++) {
     const uint8_t *d;
@@ -790,7 +790,8 @@ static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, row
   uint8_t *kc = zql_arena_alloc(out->arena, klen ? klen : 1);
   if (!row.v || !kc)
     return ZQL_E_NOMEM;
-  memcpy(kc, key, klen);
+  if (klen)
+    memcpy(kc, key, klen);
   row.key = kc;
   row.klen = klen;
   for (uint32_t c = 0; c < pt->ncols; c++)
@@ -918,7 +919,8 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
       curcap = s->klen;
     }
     uint32_t curlen = s->klen;
-    memcpy(cur, s->key, curlen);
+    if (curlen)
+      memcpy(cur, s->key, curlen);
     have = true;
     const zql_group_t *single = s->buf ? NULL : s->g[s->i - 1].g;
     uint64_t cp0 = s->p0, cp1 = s->p1;

@@ -122,7 +122,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
     goto fail;
   }
   uint32_t k = 0;
-  if (bson_iter_init(&it, &p->consts)) {
+  if (bson_iter_init(&it, p->consts)) {
     while (bson_iter_next(&it) && k < p->nconsts) {
       zql_val_t v;
       zql_val_from_iter(&it, &v);

@@ -298,7 +298,7 @@ static uint32_t const_int(builder_t *b, int64_t v)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_int64(&b->p->consts, key, -1, v))
+  if (!bson_append_int64(b->p->consts, key, -1, v))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -308,7 +308,7 @@ static uint32_t const_double(builder_t *b, double v)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_double(&b->p->consts, key, -1, v))
+  if (!bson_append_double(b->p->consts, key, -1, v))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -318,7 +318,7 @@ static uint32_t const_str(builder_t *b, const char *s, uint32_t len)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_utf8(&b->p->consts, key, -1, s, (int)len))
+  if (!bson_append_utf8(b->p->consts, key, -1, s, (int)len))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -328,7 +328,7 @@ static uint32_t const_bool(builder_t *b, bool v)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_bool(&b->p->consts, key, -1, v))
+  if (!bson_append_bool(b->p->consts, key, -1, v))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -338,7 +338,7 @@ static uint32_t const_null(builder_t *b)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_null(&b->p->consts, key, -1))
+  if (!bson_append_null(b->p->consts, key, -1))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -348,7 +348,7 @@ static uint32_t const_date(builder_t *b, int64_t ms)
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_date_time(&b->p->consts, key, -1, ms))
+  if (!bson_append_date_time(b->p->consts, key, -1, ms))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -358,7 +358,7 @@ static uint32_t const_regex(builder_t *b, const char *pattern, const char *flags
   char buf[16];
   const char *key;
   uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_regex(&b->p->consts, key, -1, pattern, flags ? flags : ""))
+  if (!bson_append_regex(b->p->consts, key, -1, pattern, flags ? flags : ""))
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
@@ -2213,7 +2213,8 @@ void zql_plan_opts_init(zql_plan_opts_t *o)
 
 static void plan_release_consts(void *arg)
 {
-  bson_destroy((bson_t *)arg);
+  zql_plan_t *p = arg;
+  bson_destroy(p->consts);
 }
 
 zql_plan_t *zql_plan_new_empty(void)
@@ -2228,9 +2229,11 @@ zql_plan_t *zql_plan_new_empty(void)
   }
   p->arena = a;
   p->format = ZQL_PLAN_FORMAT;
-  bson_init(&p->consts);
-  if (zql_arena_on_cleanup(a, plan_release_consts, &p->consts) != 0) {
-    bson_destroy(&p->consts);
+  /* on the heap, not inside the arena-allocated plan: libbson declares bson_t with
+   * 128-byte alignment, which arena blocks do not have */
+  p->consts = bson_new();
+  if (zql_arena_on_cleanup(a, plan_release_consts, p) != 0) {
+    bson_destroy(p->consts);
     zql_arena_delete(a);
     return NULL;
   }

@@ -188,7 +188,7 @@ typedef struct zql_plan {
   int64_t seq_lo, seq_hi;    /* _seq in (seq_lo, seq_hi] (INT64_MIN / INT64_MAX: open) */
 
   /* pools */
-  bson_t consts;             /* array "0": v0, "1": v1, ... */
+  bson_t *consts;            /* array "0": v0, "1": v1, ... (heap: see build.c) */
   uint32_t nconsts;
   zql_pcall_t *calls;
   uint32_t ncalls;

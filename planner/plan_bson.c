@@ -96,7 +96,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
   bson_append_int64(&a, "0", 1, p->seq_lo);
   bson_append_int64(&a, "1", 1, p->seq_hi);
   bson_append_array_end(d, &a);
-  bson_append_array(d, "consts", -1, &p->consts);
+  bson_append_array(d, "consts", -1, p->consts);
 
   bson_append_array_begin(d, "calls", -1, &a);
   for (uint32_t i = 0; i < p->ncalls; i++) {
@@ -624,9 +624,14 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
     bson_iter_array(&it, &cl, &cd);
     bson_t ca;
     if (bson_init_static(&ca, cd, cl)) {
-      bson_destroy(&p->consts);
-      bson_copy_to(&ca, &p->consts);
-      p->nconsts = bson_count_keys(&p->consts);
+      bson_t *copy = bson_copy(&ca);
+      if (copy) {
+        bson_destroy(p->consts);
+        p->consts = copy;
+        p->nconsts = bson_count_keys(p->consts);
+      } else {
+        bad(&r, "out of memory");
+      }
     } else {
       bad(&r, "consts");
     }

@@ -3,8 +3,9 @@
 #
 #   tests/fuzz/run-fuzz.sh [SECONDS [TARGET]]   (default 600 parse)
 #
-# TARGET is parse (the ZQL front end, fuzz_parse) or ioformat (the import path:
-# format detection, gzip, BSON framing, extended JSON; fuzz_ioformat).
+# TARGET is parse (the ZQL front end, fuzz_parse), ioformat (the import path:
+# format detection, gzip, BSON framing, extended JSON; fuzz_ioformat) or plan (compiled
+# .zqlc plans: the reader's checks, binding and running them; fuzz_plan).
 #
 # Builds in its own directory, $ZQL_FUZZ_DIR (default build-fuzz/ in the source tree), so
 # it never disturbs a normal build: from a VPATH build when the source tree is not
@@ -24,8 +25,8 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-600}
 target=${2:-parse}
 case $target in
-  parse | ioformat) ;;
-  *) echo "run-fuzz: unknown target '$target' (parse or ioformat)" >&2; exit 2 ;;
+  parse | ioformat | plan) ;;
+  *) echo "run-fuzz: unknown target '$target' (parse, ioformat or plan)" >&2; exit 2 ;;
 esac
 work=${ZQL_FUZZ_DIR:-$here/build-fuzz}
 build=$work/build
@@ -81,6 +82,14 @@ if [ "$target" = ioformat ]; then
   "$z" gen --events 20 --seed 3 --format ndjson-canonical -o "$seeds/canonical.json" 2>/dev/null
   "$z" gen --events 20 --seed 4 -o "$seeds/ndjson.json.gz" 2>/dev/null
   printf '{"type": "x", "timestamp": {"$datetime": 1300000000.5}}\n' >"$seeds/zarkov.json"
+  dict=
+elif [ "$target" = plan ]; then
+  # compiled plans of the examples and of the plan and query goldens, made by zql compile
+  for f in "$here"/examples/*.zql "$here"/tests/plan/*.zql "$here"/tests/queries/*.zql; do
+    [ -f "$f" ] || continue
+    d=$(basename "$(dirname "$f")")
+    "$build/zql" compile "$f" -o "$seeds/$d-$(basename "$f" .zql).zqlc" 2>/dev/null || true
+  done
   dict=
 else
   for f in "$here"/examples/*.zql "$here"/tests/*/*.zql; do
