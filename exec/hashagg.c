@@ -86,7 +86,8 @@ zql_group_t *zql_hashagg_get(zql_hashagg_t *h, const uint8_t *key, uint32_t klen
     memcpy(kb, key, klen);
   g->key = kb;
   for (uint32_t k = 0; k < s->n; k++)
-    s->defs[k]->init(g->states + s->offset[k], &s->params[k]);
+    if (!s->alias[k])
+      s->defs[k]->init(g->states + s->offset[k], &s->params[k]);
   h->tab[i].hash = hash;
   h->tab[i].g = g;
   h->n++;
@@ -103,7 +104,8 @@ static void destroy_all(zql_hashagg_t *h, zql_aggctx_t *ctx)
     if (!g)
       continue;
     for (uint32_t k = 0; k < s->n; k++)
-      s->defs[k]->destroy(g->states + s->offset[k], ctx);
+      if (!s->alias[k])
+        s->defs[k]->destroy(g->states + s->offset[k], ctx);
   }
 }
 
@@ -131,6 +133,8 @@ int zql_group_merge(const zql_aggslots_t *s, zql_group_t *dst, const zql_group_t
 {
   int rc = 0;
   for (uint32_t k = 0; k < s->n; k++) {
+    if (s->alias[k])
+      continue;
     int r = s->defs[k]->merge(dst->states + s->offset[k], src->states + s->offset[k], ctx);
     if (r < 0)
       return r;

@@ -32,6 +32,9 @@ typedef struct zql_aggslots {
   const zql_aggdef_t **defs;
   zql_aggparams_t *params;
   uint32_t *offset;    /* byte offset of slot i in a state block */
+  bool *alias;         /* slot i reads another slot's state (quantiles of one expression
+                          share one sketch): never init, add, merge, save or destroy it */
+  uint32_t *naliases;  /* slots reading slot i's state: its skips count for each of them */
   uint32_t block;      /* bytes of one state block */
 } zql_aggslots_t;
 

@@ -235,6 +235,8 @@ static int spill_table(run_t *r, wstate_t *w, uint32_t t)
     bson_append_binary(&doc, "k", 1, BSON_SUBTYPE_BINARY, v[i].g->key, v[i].g->klen);
     bson_append_document_begin(&doc, "s", 1, &st);
     for (uint32_t k = 0; k < s->n && !rc; k++) {
+      if (s->alias[k])
+        continue;
       char kb[16];
       const char *key;
       bson_uint32_to_string(k, &key, kb, sizeof kb);
@@ -684,6 +686,8 @@ static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned
   if (!s->buf) {
     const zql_group_t *g = s->g[s->i - 1].g;
     for (uint32_t k = 0; k < sl->n; k++) {
+      if (sl->alias[k])
+        continue;
       int rc = sl->defs[k]->merge(acc + sl->offset[k], g->states + sl->offset[k], ctx);
       if (rc < 0)
         return rc;
@@ -694,11 +698,14 @@ static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned
   if (!bson_iter_init_from_data(&it, s->buf, s->doclen) || !bson_iter_find(&it, "s") ||
       !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &st))
     return ZQL_E_CORRUPT;
-  for (uint32_t k = 0; k < sl->n && bson_iter_next(&st); k++) {
+  while (bson_iter_next(&st)) {
+    /* {"<slot>": saved state, ...}: shared (alias) slots are not written */
     const uint8_t *d;
     uint32_t dl;
     bson_t one;
-    if (!BSON_ITER_HOLDS_DOCUMENT(&st))
+    char *end;
+    unsigned long k = strtoul(bson_iter_key(&st), &end, 10);
+    if (!BSON_ITER_HOLDS_DOCUMENT(&st) || *end || k >= sl->n || sl->alias[k])
       return ZQL_E_CORRUPT;
     bson_iter_document(&st, &dl, &d);
     if (!bson_init_static(&one, d, dl))
@@ -927,7 +934,8 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
     bool merged = false;
     if (!single) {
       for (uint32_t j = 0; j < sl->n; j++)
-        sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+        if (!sl->alias[j])
+          sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
       merged = true;
       rc = source_fold(r, sl, s, acc, tmp, &vmp->actx);
     }
@@ -948,7 +956,8 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
       s = h.v[0];
       if (!merged) {
         for (uint32_t j = 0; j < sl->n; j++)
-          sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+          if (!sl->alias[j])
+            sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
         merged = true;
         rc = zql_group_merge(sl, &(zql_group_t){0, curlen, cur, acc}, single, &vmp->actx);
         if (rc > 0)
@@ -963,17 +972,20 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
                         merged ? acc : (unsigned char *)single->states);
     if (merged)
       for (uint32_t j = 0; j < sl->n; j++)
-        sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
+        if (!sl->alias[j])
+          sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
     zql_arena_reset(vmp->batch);
     atomic_fetch_add(&r->groups, 1);
   }
   /* no group by: exactly one row even on empty input (resolved point 3) */
   if (!rc && pt->nkeys == 0 && !have && part == zql_hash_bytes("", 0) % r->R) {
     for (uint32_t j = 0; j < sl->n; j++)
-      sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
+      if (!sl->alias[j])
+        sl->defs[j]->init(acc + sl->offset[j], &sl->params[j]);
     rc = finish_group(r, t, vmp, regs, out, (const uint8_t *)"", 0, acc);
     for (uint32_t j = 0; j < sl->n; j++)
-      sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
+      if (!sl->alias[j])
+        sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
   }
   zql_free(cur);
   if (!rc) {
@@ -1284,7 +1296,9 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
       zql_strbuf_adds(&r.err, "out of memory");
       goto done;
     }
-  r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / threads : 0;
+  /* half of --mem-limit for the map stage's group tables (each worker its share); the
+   * other half is for what the reduce and the output hold at the same time */
+  r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / 2 / threads : 0;
 
   double t0 = now_s();
   rc = zql_pool_run(threads, r.nchunks ? threads : 0, map_task, &r);
@@ -1356,6 +1370,12 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   if (rc)
     goto done;
   double t2 = now_s();
+  /* the map stage's group tables have been reduced: give their memory back before the
+   * rows are collected */
+  for (unsigned i = 0; i < r.nw; i++) {
+    for (uint32_t t = 0; t < p->ntables; t++)
+      zql_hashagg_free(&r.w[i].vm.tables[t], &r.w[i].vm.actx);
+  }
 
   if (p->rowq) {
     rc = collect_rows(&r, res);

@@ -49,7 +49,9 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
   s->defs = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->defs);
   s->params = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->params);
   s->offset = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->offset);
-  if (!s->defs || !s->params || !s->offset)
+  s->alias = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->alias);
+  s->naliases = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->naliases);
+  if (!s->defs || !s->params || !s->offset || !s->alias || !s->naliases)
     return bind_fail(err, ZQL_E_NOMEM, "out of memory");
   uint32_t off = 0;
   for (uint32_t i = 0; i < t->naggs; i++) {
@@ -89,6 +91,14 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
         x->one_worker = true;
     }
     s->defs[i] = d;
+    if (a->share >= 0) { /* reads slot `share`'s state: same aggregator, no state of its own */
+      if ((uint32_t)a->share >= i || s->defs[a->share] != d)
+        return bind_fail(err, ZQL_E_BAD_PLAN, "slot %u shares a state it cannot", i);
+      s->offset[i] = s->offset[a->share];
+      s->alias[i] = true;
+      s->naliases[a->share]++;
+      continue;
+    }
     s->offset[i] = off;
     off += (d->state_size + 7u) & ~7u;
   }
@@ -642,9 +652,12 @@ static void add_to(zql_vm_t *vm, uint32_t table, zql_group_t *g, uint32_t slot,
       conds[i] = truthy(&in[at + i]);
     ai.conds = conds;
   }
+  uint64_t skips = vm->actx.type_skips;
   int rc = s->defs[slot]->add(g->states + s->offset[slot], &ai, &vm->actx);
   if (rc < 0)
     vm->oom = rc;
+  /* a shared sketch skips a value once for every call that reads it (as unshared would) */
+  vm->actx.type_skips += (vm->actx.type_skips - skips) * s->naliases[slot];
 }
 
 int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t table)

@@ -1305,6 +1305,7 @@ static void agg_merge_map(builder_t *b, const zql_node_t *call)
   }
   zql_pagg_t a = {0};
   a.reducer = -1;
+  a.share = -1;
   if (col->u.path.target->kind == ZQL_N_TABLE) {
     /* a map aggregate's table: its reducer is written without the emitted value */
     const zql_list_t *args = &up->u.call.args;
@@ -1328,6 +1329,7 @@ static void agg_merge_map(builder_t *b, const zql_node_t *call)
   }
   a.func = "merge";
   a.reducer = -1;
+  a.share = -1;
   a.text = node_text(b, call);
   a.has_by = a.has_weight = false;
   int slot = new_slot(b, &a);
@@ -1402,6 +1404,7 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
   const zql_list_t *args = &call->u.call.args;
   zql_pagg_t a = {0};
   a.reducer = -1;
+  a.share = -1;
   zql_node_t *x = NULL, *by = NULL, *weight = NULL;
   uint32_t first_cond = UINT32_MAX;
   a.reducer = -1;
@@ -1440,6 +1443,22 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
     by = call->u.call.by; /* NULL: timestamp */
   weight = call->u.call.weight;
   agg_params(b, call, item, &a, first_cond == UINT32_MAX ? args->n : first_cond);
+  if (strcmp(a.func, "quantile") == 0 && x) {
+    /* one sketch per (expression, filter): p50, p95 and p99 of one value share it */
+    a.share_key = zql_arena_printf(b->a, "%s|%s", node_text(b, x),
+                                   item && item->u.aggitem.filter
+                                       ? node_text(b, item->u.aggitem.filter) : "");
+    zql_ptable_t *tab = cur_table(b);
+    for (uint32_t j = 0; j < tab->naggs && a.share_key; j++)
+      if (tab->aggs[j].share < 0 && tab->aggs[j].share_key &&
+          strcmp(tab->aggs[j].share_key, a.share_key) == 0) {
+        a.share = (int32_t)j;
+        int slot = new_slot(b, &a);
+        if (!b->err)
+          bind(b, call, 0, slot);
+        return; /* no inputs of its own: its sketch is fed by slot j */
+      }
+  }
   a.has_by = by != NULL || strcmp(name, "first") == 0 || strcmp(name, "last") == 0 ||
              first_cond == 2;
   a.has_weight = weight != NULL;
@@ -1975,6 +1994,7 @@ static uint32_t table_index(builder_t *b, const zql_node_t *decl)
   const zql_node_t *rc = decl->u.table.reducer;
   zql_pagg_t a = {0};
   a.reducer = -1;
+  a.share = -1;
   if (rc->u.call.reducer) {
     a.func = "reducer";
     a.text = node_text(b, rc);

@@ -157,8 +157,15 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     zql_strbuf_adds(out, "  REDUCE  ");
     if (t->name)
       zql_strbuf_addf(out, "table %s: ", t->name);
-    zql_strbuf_addf(out, "merge %u state%s per %s; finalize", (unsigned)t->naggs,
-                    t->naggs == 1 ? "" : "s", t->intermediate ? "entity" : "group");
+    uint32_t shared = 0;
+    for (uint32_t k = 0; k < t->naggs; k++)
+      shared += t->aggs[k].share >= 0;
+    zql_strbuf_addf(out, "merge %u state%s per %s", (unsigned)(t->naggs - shared),
+                    t->naggs - shared == 1 ? "" : "s", t->intermediate ? "entity" : "group");
+    if (shared)
+      zql_strbuf_addf(out, " (%u quantile%s read a shared sketch)", (unsigned)shared,
+                      shared == 1 ? "" : "s");
+    zql_strbuf_adds(out, "; finalize");
     if (t->intermediate) {
       zql_strbuf_addf(out, "; feed table %u (group by) [two-level]\n", (unsigned)i + 1);
       continue;

@@ -106,6 +106,10 @@ typedef struct zql_pagg {
   const char *func;       /* "count", "sum", "quantile", ..., "merge" */
   const char *inner;      /* merge: the aggregator whose stored states it merges */
   int32_t reducer;        /* func "reducer": index in plan->reducers; else -1 */
+  int32_t share;          /* >= 0: this slot reads the state of slot `share` (quantiles and
+                             medians of one expression under one filter share one sketch;
+                             only the final's q differs); -1: a state of its own */
+  const char *share_key;  /* what must be equal to share (planner only, not serialized) */
   const char *text;       /* as written, for EXPLAIN: "sum(extra.bytes)" */
   int64_t n;              /* hll p; topk k; N of collect/sample/maximum/minimum; limit */
   bool has_n;

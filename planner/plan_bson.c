@@ -200,6 +200,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
       put_str(&ad, "func", g->func);
       put_str(&ad, "inner", g->inner);
       bson_append_int32(&ad, "reducer", -1, g->reducer);
+      bson_append_int32(&ad, "share", -1, g->share);
       put_str(&ad, "text", g->text);
       bson_append_int64(&ad, "n", -1, g->n);
       bson_append_bool(&ad, "has_n", -1, g->has_n);
@@ -502,12 +503,14 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
       dst = false;
       nin = in->b;
       ok = ok && (!final || p->tables[table].intermediate) && in->dst < p->ntables &&
-           in->c < p->tables[in->dst].naggs && in->b >= 1 && (!final || in->dst > table);
+           in->c < p->tables[in->dst].naggs && in->b >= 1 && (!final || in->dst > table) &&
+           p->tables[in->dst].aggs[in->c].share < 0;
       break;
     case ZQL_I_EMIT:
       dst = false;
       nin = (uint32_t)in->b + 2;
-      ok = ok && !final && in->c < p->ntables && in->b == p->tables[in->c].nkeys;
+      ok = ok && !final && in->c < p->ntables && in->b == p->tables[in->c].nkeys &&
+           p->tables[in->c].naggs > 0 && p->tables[in->c].aggs[0].share < 0;
       break;
     case ZQL_I_ROW:
       dst = false;
@@ -803,6 +806,11 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
           ag->func = get_str(&r, &g, "func", true);
           ag->inner = get_str(&r, &g, "inner", false);
           ag->reducer = (int32_t)get_int(&r, &g, "reducer", -1, (int64_t)p->nreducers - 1);
+          ag->share = (int32_t)get_int(&r, &g, "share", -1, (int64_t)j - 1);
+          if (ag->share >= 0 && (t->aggs[ag->share].share >= 0 || !ag->func ||
+                                 !t->aggs[ag->share].func ||
+                                 strcmp(t->aggs[ag->share].func, ag->func) != 0))
+            bad(&r, "a shared aggregator state of another kind");
           ag->text = get_str(&r, &g, "text", false);
           ag->n = get_int(&r, &g, "n", INT64_MIN, INT64_MAX);
           ag->has_n = get_bool(&r, &g, "has_n");
