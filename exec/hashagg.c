@@ -14,15 +14,21 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 
-int zql_hashagg_init(zql_hashagg_t *h, const zql_aggslots_t *slots)
+int zql_hashagg_init(zql_hashagg_t *h, const zql_aggslots_t *slots, uint32_t nparts)
 {
   memset(h, 0, sizeof *h);
   h->slots = slots;
-  h->arena = zql_arena_create(NULL);
+  h->nparts = nparts ? nparts : 1;
+  h->parts = zql_calloc(h->nparts, sizeof *h->parts);
   h->cap = 1024;
   h->tab = zql_calloc(h->cap, sizeof *h->tab);
-  if (!h->arena || !h->tab) {
-    zql_arena_delete(h->arena);
+  bool ok = h->parts && h->tab;
+  for (uint32_t i = 0; ok && i < h->nparts; i++)
+    ok = (h->parts[i] = zql_arena_create(NULL)) != NULL;
+  if (!ok) {
+    for (uint32_t i = 0; h->parts && i < h->nparts; i++)
+      zql_arena_delete(h->parts[i]);
+    zql_free(h->parts);
     zql_free(h->tab);
     memset(h, 0, sizeof *h);
     return ZQL_E_NOMEM;
@@ -75,7 +81,7 @@ zql_group_t *zql_hashagg_get(zql_hashagg_t *h, const uint8_t *key, uint32_t klen
   }
   const zql_aggslots_t *s = h->slots;
   size_t need = sizeof(zql_group_t) + s->block + klen + 8;
-  zql_group_t *g = zql_arena_alloc(h->arena, need);
+  zql_group_t *g = zql_arena_alloc(h->parts[hash % h->nparts], need);
   if (!g)
     return NULL;
   g->hash = hash;
@@ -101,8 +107,8 @@ static void destroy_all(zql_hashagg_t *h, zql_aggctx_t *ctx)
   const zql_aggslots_t *s = h->slots;
   for (uint64_t i = 0; i < h->cap; i++) {
     zql_group_t *g = h->tab[i].g;
-    if (!g)
-      continue;
+    if (!g || !h->parts[h->tab[i].hash % h->nparts])
+      continue; /* empty, or in a partition already released */
     for (uint32_t k = 0; k < s->n; k++)
       if (!s->alias[k])
         s->defs[k]->destroy(g->states + s->offset[k], ctx);
@@ -113,7 +119,9 @@ void zql_hashagg_clear(zql_hashagg_t *h, zql_aggctx_t *ctx)
 {
   destroy_all(h, ctx);
   memset(h->tab, 0, h->cap * sizeof *h->tab);
-  zql_arena_reset(h->arena);
+  for (uint32_t i = 0; i < h->nparts; i++)
+    if (h->parts[i])
+      zql_arena_reset(h->parts[i]);
   h->n = 0;
   h->bytes = h->cap * sizeof *h->tab;
 }
@@ -124,8 +132,27 @@ void zql_hashagg_free(zql_hashagg_t *h, zql_aggctx_t *ctx)
     return;
   destroy_all(h, ctx);
   zql_free(h->tab);
-  zql_arena_delete(h->arena);
+  for (uint32_t i = 0; i < h->nparts; i++)
+    zql_arena_delete(h->parts[i]);
+  zql_free(h->parts);
   memset(h, 0, sizeof *h);
+}
+
+void zql_hashagg_release_part(zql_hashagg_t *h, uint32_t p, zql_aggctx_t *ctx)
+{
+  if (!h->tab || p >= h->nparts || !h->parts[p])
+    return;
+  const zql_aggslots_t *s = h->slots;
+  for (uint64_t i = 0; i < h->cap; i++) {
+    zql_group_t *g = h->tab[i].g;
+    if (!g || h->tab[i].hash % h->nparts != p)
+      continue;
+    for (uint32_t k = 0; k < s->n; k++)
+      if (!s->alias[k])
+        s->defs[k]->destroy(g->states + s->offset[k], ctx);
+  }
+  zql_arena_delete(h->parts[p]);
+  h->parts[p] = NULL;
 }
 
 int zql_group_merge(const zql_aggslots_t *s, zql_group_t *dst, const zql_group_t *src,

@@ -895,6 +895,19 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
         goto done;
       }
     }
+  /* room for the rows at once: growing by doubling could hold twice the memory */
+  if (!pt->intermediate) {
+    uint64_t expect = 0;
+    for (uint32_t i = 0; i < nsrc; i++)
+      expect += src[i].n;
+    if (expect > out->cap) {
+      row_t *nv = zql_reallocarray(out->v, expect, sizeof *nv);
+      if (nv) {
+        out->v = nv;
+        out->cap = expect;
+      }
+    }
+  }
   heap_t h = {hv, 0};
   for (uint32_t i = 0; i < nsrc; i++) {
     int n = source_next(&src[i]);
@@ -988,6 +1001,9 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
         sl->defs[j]->destroy(acc + sl->offset[j], &vmp->actx);
   }
   zql_free(cur);
+  if (!rc) /* this partition's groups are reduced: their memory goes back now */
+    for (unsigned w = 0; w < r->nsrcs; w++)
+      zql_hashagg_release_part(&r->srcs[w]->tables[t], part, &vmp->actx);
   if (!rc) {
     /* the errors the final programs counted */
     pthread_mutex_lock(&r->lock);
@@ -1145,12 +1161,19 @@ static int collect(run_t *r, uint32_t t, zql_result_t *res, uint32_t oi)
   row_t *all = zql_calloc(total ? total : 1, sizeof *all);
   if (!all)
     return ZQL_E_NOMEM;
-  uint64_t n = 0;
-  for (uint32_t p = 0; p < r->R; p++) {
-    rows_t *rs = &r->parts[t * r->R + p];
-    if (rs->n)
-      memcpy(all + n, rs->v, rs->n * sizeof *all);
-    n += rs->n;
+  uint64_t n = total;
+  bool merge = !pt->has_rank && !r->p->norder;
+  if (!merge) {
+    n = 0;
+    for (uint32_t p = 0; p < r->R; p++) {
+      rows_t *rs = &r->parts[t * r->R + p];
+      if (rs->n)
+        memcpy(all + n, rs->v, rs->n * sizeof *all);
+      n += rs->n;
+      zql_free(rs->v); /* copied: give the memory back now */
+      rs->v = NULL;
+      rs->cap = 0;
+    }
   }
   sortctx_t sc = {r->p, pt};
   g_sort = &sc;
@@ -1169,8 +1192,13 @@ static int collect(run_t *r, uint32_t t, zql_result_t *res, uint32_t oi)
     qsort(all, n, sizeof *all, row_order_cmp);
   else if (pt->has_rank)
     qsort(all, n, sizeof *all, row_key_cmp);
-  else
+  else {
     merge_parts(r, t, all); /* each partition's rows are already in key order */
+    for (uint32_t p = 0; p < r->R; p++) {
+      zql_free(r->parts[t * r->R + p].v);
+      r->parts[t * r->R + p].v = NULL;
+    }
+  }
   g_sort = NULL;
   uint64_t from = 0, count = n;
   if (r->p->is_query) {
@@ -1296,9 +1324,9 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
       zql_strbuf_adds(&r.err, "out of memory");
       goto done;
     }
-  /* half of --mem-limit for the map stage's group tables (each worker its share); the
-   * other half is for what the reduce and the output hold at the same time */
-  r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / 2 / threads : 0;
+  /* three quarters of --mem-limit for the map stage's group tables (each worker its
+   * share); the rest is for what the reduce and the output hold at the same time */
+  r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / 4 * 3 / threads : 0;
 
   double t0 = now_s();
   rc = zql_pool_run(threads, r.nchunks ? threads : 0, map_task, &r);

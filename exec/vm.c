@@ -306,7 +306,7 @@ int zql_vm_init(zql_vm_t *vm, const zql_xplan_t *x, bool with_tables)
   vm->fn.now_ms = x->now_ms;
   if (with_tables) {
     for (uint32_t i = 0; i < p->ntables; i++)
-      if (zql_hashagg_init(&vm->tables[i], &x->slots[i]) != 0) {
+      if (zql_hashagg_init(&vm->tables[i], &x->slots[i], p->partitions) != 0) {
         zql_vm_free(vm);
         return ZQL_E_NOMEM;
       }

@@ -46,6 +46,9 @@ static int in_next(void *cur, zql_event_t *ev, size_t max, zql_strbuf_t *err)
   cursor_t *c = cur;
   if (max > ZQL_ARRAY_LEN(c->views))
     max = ZQL_ARRAY_LEN(c->views);
+  /* the executor is done with the previous batch (its values were copied into states or
+   * rows): its pages can leave the resident set */
+  zql_evlog_cursor_release(c->c, 4u << 20);
   int n = zql_evlog_cursor_next(c->c, c->views, max, err);
   for (int i = 0; i < n; i++)
     ev[i] = (zql_event_t){c->views[i].seq, c->views[i].ts, c->views[i].doc, c->views[i].len};
@@ -55,6 +58,7 @@ static int in_next(void *cur, zql_event_t *ev, size_t max, zql_strbuf_t *err)
 static void in_close(void *cur)
 {
   cursor_t *c = cur;
+  zql_evlog_cursor_release(c->c, 0); /* the whole chunk is done */
   zql_evlog_cursor_close(c->c);
   zql_free(c);
 }

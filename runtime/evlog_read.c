@@ -64,6 +64,8 @@ struct zql_evlog_cursor {
   size_t off;   /* offset in it; 0: not positioned yet */
   int64_t next; /* _seq expected at off */
   bool done;
+  size_t rel_seg, rel_off; /* zql_evlog_cursor_release: pages before here were dropped */
+  bool rel_started;
 };
 
 void zql_evlog_range_all(zql_evlog_range_t *range)
@@ -412,6 +414,11 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
       }
       int64_t want = q->seq_lo < g->s.first_seq ? g->s.first_seq : q->seq_lo + 1;
       seek(&g->s, want, &c->off, &c->next);
+      if (!c->rel_started) { /* where this cursor's reading starts (for release) */
+        c->rel_started = true;
+        c->rel_seg = c->seg;
+        c->rel_off = c->off;
+      }
     }
     while (got < max && c->off < g->s.data_end) {
       zql_evlog_view_t v;
@@ -441,6 +448,36 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
     }
   }
   return (int)got;
+}
+
+/* Drop the mapped pages of sealed segment g in [from, to) from this process (page
+ * aligned inward: a page still partly ahead of the cursor stays). The kernel keeps them in
+ * the page cache; a later access faults them back in. */
+static void drop_pages(const rseg_t *g, size_t from, size_t to)
+{
+  if (!g->mapped || to <= from)
+    return;
+  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+  size_t a = (from + ps - 1) / ps * ps, b = to / ps * ps;
+  if (b > a)
+    madvise((void *)(uintptr_t)(g->base + a), b - a, MADV_DONTNEED);
+}
+
+void zql_evlog_cursor_release(zql_evlog_cursor_t *c, size_t min_bytes)
+{
+  zql_evlog_reader_t *r = c->r;
+  if (!c->rel_started)
+    return; /* nothing read yet */
+  while (c->rel_seg < r->n && c->rel_seg < c->seg) { /* segments finished since */
+    drop_pages(&r->segs[c->rel_seg], c->rel_off, r->segs[c->rel_seg].size);
+    c->rel_seg++;
+    c->rel_off = 0;
+  }
+  if (c->rel_seg == c->seg && c->seg < r->n && c->off > c->rel_off &&
+      c->off - c->rel_off >= min_bytes) {
+    drop_pages(&r->segs[c->seg], c->rel_off, c->off);
+    c->rel_off = c->off;
+  }
 }
 
 /* {==== chunking ====} */

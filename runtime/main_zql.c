@@ -13,6 +13,7 @@
  */
 #include "runtime/base/zql_common.h"
 
+#include <malloc.h>
 #include <stdarg.h>
 #include <unistd.h>
 
@@ -553,6 +554,11 @@ static int global_option(opts_t *o, int argc, char **argv, int *i)
 
 int main(int argc, char **argv)
 {
+  /* Large blocks (the engine's arena blocks grow to 1 MiB) always come from mmap, so that
+   * memory freed in the middle of a run (the map stage's group tables, partition by
+   * partition) goes back to the system instead of staying in the heap: glibc's dynamic
+   * threshold would otherwise rise past 1 MiB after the first such free. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   opts_t o = {-1, DUMP_NONE, 0, NULL, NULL};
   const char *command = NULL;
   cmd_fn delegate = NULL; /* a runtime/cmd_*.c subcommand: it parses its own options */
