@@ -78,6 +78,8 @@ struct zql_vm {
   zql_errtab_t errs;
   uint64_t overflow, lossy, rows, events;
   int64_t seq;             /* _seq of the event being mapped */
+  int64_t *bcache;         /* per bucket spec: the last bucket [start, end) (events come
+                              mostly in time order, so most lookups hit it) */
   int oom;                 /* ZQL_E_NOMEM seen */
   /* row queries: ROW hands the row's registers here */
   int (*row_fn)(struct zql_vm *vm, const zql_val_t *v, uint32_t n);

@@ -80,6 +80,51 @@ static void clear(zql_val_t *regs, const zql_xnode_t *n)
   }
 }
 
+static int64_t le64(const uint8_t *p)
+{
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return (int64_t)BSON_UINT64_FROM_LE(v);
+}
+
+/* The value of the common types straight from the element's bytes (the same values
+ * zql_val_from_iter gives); false for the others, which go through a bson_iter_t. */
+static bool fast_value(uint8_t type, const uint8_t *p, size_t vsize, zql_val_t *out)
+{
+  switch (type) {
+  case BSON_TYPE_UTF8: {
+    size_t l = vsize - 4; /* vsize = 4 + the length, which includes the NUL */
+    if (l < 1 || p[4 + l - 1] != 0)
+      return false;
+    *out = zql_val_str((const char *)p + 4, (uint32_t)(l - 1));
+    return true;
+  }
+  case BSON_TYPE_INT32: {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    *out = zql_val_int((int32_t)BSON_UINT32_FROM_LE(v));
+    out->flags = ZQL_VF_INT32;
+    return true;
+  }
+  case BSON_TYPE_INT64: *out = zql_val_int(le64(p)); return true;
+  case BSON_TYPE_DATE_TIME: *out = zql_val_date(le64(p)); return true;
+  case BSON_TYPE_DOUBLE: {
+    double d;
+    uint64_t v = (uint64_t)le64(p);
+    memcpy(&d, &v, 8);
+    *out = zql_val_double(d);
+    return true;
+  }
+  case BSON_TYPE_BOOL: *out = zql_val_bool(p[0] != 0); return true;
+  case BSON_TYPE_NULL: *out = zql_val_null(); return true;
+  case BSON_TYPE_DOCUMENT:
+  case BSON_TYPE_ARRAY:
+    *out = zql_val_doc(p, (uint32_t)vsize, type == BSON_TYPE_ARRAY);
+    return true;
+  default: return false;
+  }
+}
+
 /* Walk the document data[0..len) for the children of n. */
 static void walk(zql_vm_t *vm, const zql_xnode_t *n, const uint8_t *data, uint32_t len)
 {
@@ -181,8 +226,8 @@ static void walk(zql_vm_t *vm, const zql_xnode_t *n, const uint8_t *data, uint32
       if (ki < 64)
         found |= UINT64_C(1) << ki;
       seen++;
-      if (k->reg >= 0) {
-        /* convert through a bson_iter positioned on this element */
+      if (k->reg >= 0 && !fast_value(type, p, vsize, &vm->regs[k->reg])) {
+        /* the other types: convert through a bson_iter positioned on this element */
         bson_iter_t it;
         const uint8_t *elem = name - 1; /* the element's type byte */
         if (bson_iter_init_from_data_at_offset(&it, data, len, (uint32_t)(elem - data),

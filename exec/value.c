@@ -595,6 +595,11 @@ int zql_val_cmp(const zql_val_t *a, const zql_val_t *b)
 
 int zql_val_eq3(const zql_val_t *a, const zql_val_t *b)
 {
+  /* the common cases first: a field compared with a string or an integer constant */
+  if (a->t == ZQL_V_STRING && b->t == ZQL_V_STRING)
+    return a->len == b->len && (a->len == 0 || memcmp(a->u.s, b->u.s, a->len) == 0);
+  if (a->t == ZQL_V_INT && b->t == ZQL_V_INT)
+    return a->u.i == b->u.i;
   if (zql_val_is_nullish(a) || zql_val_is_nullish(b))
     return -1;
   if (zql_val_class(a) != zql_val_class(b))

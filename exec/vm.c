@@ -304,6 +304,15 @@ int zql_vm_init(zql_vm_t *vm, const zql_xplan_t *x, bool with_tables)
   }
   vm->fn.arena = vm->batch;
   vm->fn.now_ms = x->now_ms;
+  vm->bcache = zql_calloc(2 * (p->nbuckets ? p->nbuckets : 1), sizeof *vm->bcache);
+  if (!vm->bcache) {
+    zql_vm_free(vm);
+    return ZQL_E_NOMEM;
+  }
+  for (uint32_t i = 0; i < p->nbuckets; i++) {
+    vm->bcache[2 * i] = 1; /* an empty range: [1, 0) */
+    vm->bcache[2 * i + 1] = 0;
+  }
   if (with_tables) {
     for (uint32_t i = 0; i < p->ntables; i++)
       if (zql_hashagg_init(&vm->tables[i], &x->slots[i], p->partitions) != 0) {
@@ -323,6 +332,7 @@ void zql_vm_free(zql_vm_t *vm)
   zql_free(vm->regs);
   zql_free(vm->iters);
   zql_free(vm->cur);
+  zql_free(vm->bcache);
   zql_free(vm->errs.v);
   zql_strbuf_release(&vm->key);
   zql_arena_delete(vm->batch);
@@ -769,10 +779,20 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
         r[in->dst] = zql_val_null();
       else if (!zql_time_of(a, &ms))
         r[in->dst] = zql_val_error("bucket: not a time value");
-      else if (zql_bucket_start(&x->buckets[in->c], ms, &start) != 0)
-        r[in->dst] = zql_val_error("bucket: time out of range");
-      else
-        r[in->dst] = zql_val_date(start);
+      else if (vm->bcache && ms >= vm->bcache[2 * in->c] && ms < vm->bcache[2 * in->c + 1])
+        r[in->dst] = zql_val_date(vm->bcache[2 * in->c]);
+      else {
+        int64_t end;
+        if (zql_bucket_range(&x->buckets[in->c], ms, &start, &end) != 0) {
+          r[in->dst] = zql_val_error("bucket: time out of range");
+        } else {
+          r[in->dst] = zql_val_date(start);
+          if (vm->bcache) {
+            vm->bcache[2 * in->c] = start;
+            vm->bcache[2 * in->c + 1] = end;
+          }
+        }
+      }
       break;
     }
     case ZQL_I_ARRAY: r[in->dst] = build_container(vm, &r[in->a], in->b, NULL); break;

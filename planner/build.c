@@ -957,6 +957,11 @@ static uint16_t call_expr(builder_t *b, const zql_node_t *n)
     emit(b, ZQL_I_IF, 0, d, c, x, y);
     return d;
   }
+  if (strcmp(name, "hll_downgrade") == 0) {
+    fail(b, ZQL_E_UNSUPPORTED, "hll_downgrade(...) is not supported by this version of the "
+         "engine (merging states of different precisions comes with the results store)");
+    return 0;
+  }
   if (strcmp(name, "session") == 0) {
     fail(b, ZQL_E_UNSUPPORTED, "session(...) keys are not supported by this version of the "
          "engine");
