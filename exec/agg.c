@@ -2199,6 +2199,8 @@ const zql_aggdef_t *zql_agg_lookup(const char *name)
     return &zql_agg_merge;
   if (strcmp(name, "reducer") == 0)
     return &zql_agg_reducer;
+  if (strcmp(name, "sessions") == 0)
+    return &zql_agg_sessions;
   for (size_t i = 0; i < ZQL_ARRAY_LEN(all_aggs); i++)
     if (strcmp(all_aggs[i]->name, name) == 0)
       return all_aggs[i];

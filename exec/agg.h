@@ -119,6 +119,9 @@ typedef struct zql_aggdef {
 extern const zql_aggdef_t zql_agg_merge;
 /* User reducers (exec/agg_user.c): params->user says which. Not in zql_agg_all() either. */
 extern const zql_aggdef_t zql_agg_reducer;
+/* The times of an entity's rows cut into sessions of gap params->window_ms
+ * (exec/agg_session.c, the pre-pass of session keys). */
+extern const zql_aggdef_t zql_agg_sessions;
 
 /* The aggregator named name ("count", "median", "merge", ...), or NULL. count() and count(e) are
  * both "count" (the executor passes a constant TRUE value for count()). median is

@@ -59,6 +59,19 @@ typedef struct zql_errtab {
   uint32_t n, cap;
 } zql_errtab_t;
 
+/* Session keys: each entity's session starts, from the pre-pass (exec/run.c). */
+typedef struct zql_sessidx {
+  struct zql_sslot {
+    uint64_t hash;
+    const uint8_t *key;   /* the entity's key encoding */
+    uint32_t klen;
+    uint32_t n;
+    const int64_t *starts; /* increasing */
+  } *tab;                 /* open addressing, power-of-two cap */
+  uint64_t cap;
+  zql_arena_t *arena;
+} zql_sessidx_t;
+
 typedef struct zql_iter {
   bson_iter_t it;
   uint8_t state;           /* 0 iterating, 1 keep-empty row pending, 2 done */
@@ -78,6 +91,7 @@ struct zql_vm {
   zql_errtab_t errs;
   uint64_t overflow, lossy, rows, events;
   int64_t seq;             /* _seq of the event being mapped */
+  zql_sessidx_t *const *sess; /* per table: the sessions index of a prepass table */
   int64_t *bcache;         /* per bucket spec: the last bucket [start, end) (events come
                               mostly in time order, so most lookups hit it) */
   int oom;                 /* ZQL_E_NOMEM seen */

@@ -129,6 +129,7 @@ typedef struct run {
   unsigned nsrcs;
   bool with_spills;       /* srcs are the map workers (their spilled runs count too) */
   zql_vm_t *rvm;          /* per task: the VM of a per stage's reduce (feeds the next) */
+  const zql_prog_t *prog; /* the map program of the pass running (pre-pass or map) */
   atomic_ullong events, bytes, groups;
   pthread_mutex_t lock;
   zql_strbuf_t err;       /* the first error message */
@@ -538,7 +539,7 @@ static int map_chunk(run_t *r, uint32_t chunk, uint32_t worker)
       vm->seq = ev[i].seq;
       bytes += ev[i].len;
       zql_extract(vm, &ev[i]);
-      rc = zql_vm_exec(vm, &r->p->map, vm->regs, 0);
+      rc = zql_vm_exec(vm, r->prog, vm->regs, 0);
       if (rc)
         break;
     }
@@ -1040,6 +1041,51 @@ done:
 
 /* }==== */
 
+/* {==== sessions index ================================================================== */
+
+/* The session starts of every entity of prepass table t, from its rows (entity, starts). */
+static int build_sessidx(run_t *r, uint32_t t, zql_sessidx_t *ix)
+{
+  uint64_t n = 0;
+  for (uint32_t p = 0; p < r->R; p++)
+    n += r->parts[t * r->R + p].n;
+  ix->cap = 16;
+  while (ix->cap < n * 2)
+    ix->cap *= 2;
+  ix->arena = zql_arena_create(NULL);
+  ix->tab = ix->arena ? zql_arena_calloc(ix->arena, ix->cap, sizeof *ix->tab) : NULL;
+  if (!ix->tab)
+    return ZQL_E_NOMEM;
+  for (uint32_t p = 0; p < r->R; p++) {
+    const rows_t *rs = &r->parts[t * r->R + p];
+    for (uint64_t i = 0; i < rs->n; i++) {
+      const row_t *row = &rs->v[i];
+      const zql_val_t *a = &row->v[1];
+      uint32_t m = 0;
+      bson_iter_t it;
+      if (a->t == ZQL_V_ARRAY && bson_iter_init_from_data(&it, a->u.p, a->len))
+        while (bson_iter_next(&it))
+          m++;
+      int64_t *starts = zql_arena_alloc(ix->arena, (m ? m : 1) * sizeof *starts);
+      if (!starts)
+        return ZQL_E_NOMEM;
+      m = 0;
+      if (a->t == ZQL_V_ARRAY && bson_iter_init_from_data(&it, a->u.p, a->len))
+        while (bson_iter_next(&it))
+          if (BSON_ITER_HOLDS_DATE_TIME(&it))
+            starts[m++] = bson_iter_date_time(&it);
+      uint64_t h = zql_hash_bytes(row->key, row->klen);
+      uint64_t j = h & (ix->cap - 1);
+      while (ix->tab[j].key)
+        j = (j + 1) & (ix->cap - 1);
+      ix->tab[j] = (struct zql_sslot){h, row->key, row->klen, m, starts};
+    }
+  }
+  return 0;
+}
+
+/* }==== */
+
 /* {==== output order ===================================================================== */
 
 typedef struct sortctx {
@@ -1280,6 +1326,8 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     threads = 1;
   zql_result_t *res = NULL;
   int rc = 0;
+  zql_sessidx_t *sidx = NULL;  /* session keys: per prepass table, its sessions index */
+  zql_sessidx_t **sptr = NULL;
 
   /* the scan range, intersected with the plan's _seq bounds */
   int64_t lo = in->lo > p->seq_lo ? in->lo : p->seq_lo;
@@ -1329,6 +1377,62 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   r.budget = o->mem_limit && !x->one_worker ? o->mem_limit / 4 * 3 / threads : 0;
 
   double t0 = now_s();
+  /* session keys: a first pass collects each entity's times into the prepass tables, whose
+   * reduce gives every entity's session starts; the map program looks them up */
+  uint32_t first_pre = p->ntables;
+  for (uint32_t t = 0; t < p->ntables; t++)
+    if (p->tables[t].prepass && t < first_pre)
+      first_pre = t;
+  if (p->pre.n && first_pre < p->ntables) {
+    sidx = zql_calloc(p->ntables, sizeof *sidx);
+    sptr = zql_calloc(p->ntables, sizeof *sptr);
+    if (!sidx || !sptr) {
+      rc = ZQL_E_NOMEM;
+      zql_strbuf_adds(&r.err, "out of memory");
+      goto sessions_done;
+    }
+    r.prog = &p->pre;
+    rc = zql_pool_run(threads, r.nchunks ? threads : 0, map_task, &r);
+    if (r.rc)
+      rc = r.rc;
+    if (!rc) {
+      zql_vm_t **psrcs = zql_calloc(threads, sizeof *psrcs);
+      if (!psrcs) {
+        rc = ZQL_E_NOMEM;
+        zql_strbuf_adds(&r.err, "out of memory");
+        goto sessions_done;
+      }
+      for (unsigned i = 0; i < r.nw; i++)
+        psrcs[i] = &r.w[i].vm;
+      r.srcs = psrcs;
+      r.nsrcs = r.nw;
+      r.with_spills = true;
+      r.t0 = first_pre;
+      r.nt = p->ntables - first_pre;
+      rc = zql_pool_run(threads, r.R * r.nt, reduce_task, &r);
+      if (r.rc)
+        rc = r.rc;
+      zql_free(psrcs);
+      r.srcs = NULL;
+    }
+    for (uint32_t t = first_pre; t < p->ntables && !rc; t++) {
+      rc = build_sessidx(&r, t, &sidx[t]);
+      sptr[t] = &sidx[t];
+    }
+    for (unsigned i = 0; i < r.nw; i++) { /* counters count the main pass only */
+      zql_vm_t *vm = &r.w[i].vm;
+      vm->sess = sptr;
+      vm->events = vm->rows = vm->overflow = vm->lossy = 0;
+      vm->actx.type_skips = 0;
+      vm->errs.n = 0;
+    }
+    atomic_store(&r.events, 0);
+    atomic_store(&r.bytes, 0);
+  }
+sessions_done:
+  if (rc)
+    goto done;
+  r.prog = &p->map;
   rc = zql_pool_run(threads, r.nchunks ? threads : 0, map_task, &r);
   double t1 = now_s();
   if (r.rc)
@@ -1349,7 +1453,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   r.nsrcs = r.nw;
   r.with_spills = true;
   r.t0 = 0;
-  r.nt = p->ntables;
+  r.nt = first_pre; /* the prepass tables were reduced in the pre-pass */
   if (p->ntables > 1 && p->tables[0].intermediate) {
     r.nt = 1;
     r.rvm = zql_calloc(r.R, sizeof *r.rvm);
@@ -1389,7 +1493,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     }
     zql_free(rvm);
   } else {
-    rc = zql_pool_run(threads, r.R * p->ntables, reduce_task, &r);
+    rc = zql_pool_run(threads, r.R * r.nt, reduce_task, &r);
     if (r.rc)
       rc = r.rc;
   }
@@ -1413,7 +1517,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
     if (!res->tables)
       rc = ZQL_E_NOMEM;
     for (uint32_t t = 0; t < p->ntables && !rc; t++)
-      if (!p->tables[t].intermediate)
+      if (!p->tables[t].intermediate && !p->tables[t].prepass)
         rc = collect(&r, t, res, res->ntables++);
   }
   if (rc) {
@@ -1475,6 +1579,11 @@ done:
     for (uint32_t i = 0; i < r.R * p->ntables; i++)
       zql_free(r.parts[i].v);
   zql_free(r.parts);
+  if (sidx)
+    for (uint32_t t = 0; t < p->ntables; t++)
+      zql_arena_delete(sidx[t].arena);
+  zql_free(sidx);
+  zql_free(sptr);
   zql_free(r.w);
   zql_free(r.bounds);
   zql_strbuf_release(&r.err);

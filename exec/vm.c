@@ -149,9 +149,21 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
     goto fail;
   }
 
-  /* regexes used by MATCH */
-  for (uint32_t pi = 0; pi < 1 + p->ntables; pi++) {
-    const zql_prog_t *pr = pi == 0 ? &p->map : &p->tables[pi - 1].final;
+  /* regexes used by MATCH, in every program: map, pre-pass, finals, reducer parts */
+  uint32_t nprogs = 2 + p->ntables + 4 * p->nreducers;
+  for (uint32_t pi = 0; pi < nprogs; pi++) {
+    const zql_prog_t *pr;
+    if (pi == 0)
+      pr = &p->map;
+    else if (pi == 1)
+      pr = &p->pre;
+    else if (pi < 2 + p->ntables)
+      pr = &p->tables[pi - 2].final;
+    else {
+      const zql_preducer_t *u = &p->reducers[(pi - 2 - p->ntables) / 4];
+      uint32_t part = (pi - 2 - p->ntables) % 4;
+      pr = part == 0 ? &u->init : part == 1 ? &u->add : part == 2 ? &u->merge : &u->final;
+    }
     for (uint32_t i = 0; i < pr->n; i++) {
       const zql_insn_t *in = &pr->code[i];
       if (in->op != ZQL_I_MATCH || x->regex[in->c])
@@ -232,6 +244,19 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   for (uint32_t i = 0; i < p->map.n; i++)
     if (p->map.code[i].op == ZQL_I_ITER)
       x->iter_regs[x->niter_regs++] = p->map.code[i].dst;
+  /* (the pre-pass program shares map's registers; its iterators are reset too) */
+  if (p->pre.n) {
+    uint16_t *more = zql_arena_calloc(a, x->niter_regs + p->pre.n, sizeof *more);
+    if (!more) {
+      rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+      goto fail;
+    }
+    memcpy(more, x->iter_regs, x->niter_regs * sizeof *more);
+    x->iter_regs = more;
+    for (uint32_t i = 0; i < p->pre.n; i++)
+      if (p->pre.code[i].op == ZQL_I_ITER)
+        x->iter_regs[x->niter_regs++] = p->pre.code[i].dst;
+  }
   *out = x;
   return 0;
 fail:
@@ -676,7 +701,7 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
   const zql_plan_t *p = x->plan;
   const zql_insn_t *code = prog->code;
   uint32_t pc = 0;
-  if (prog == &p->map)
+  if (prog == &p->map || prog == &p->pre)
     for (uint32_t i = 0; i < x->niter_regs; i++)
       vm->iters[x->iter_regs[i]].state = 2;
   for (;;) {
@@ -881,6 +906,50 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
       break;
     }
     case ZQL_I_KEY: r[in->dst] = vm->fkeys[in->c]; break;
+    case ZQL_I_SESSION: {
+      /* the last session start of entity a that is <= the time b */
+      const zql_val_t *tv = &r[in->b];
+      int64_t ms;
+      const zql_sessidx_t *ix = vm->sess ? vm->sess[in->c] : NULL;
+      if (r[in->a].t == ZQL_V_ERROR || tv->t == ZQL_V_ERROR) {
+        r[in->dst] = r[in->a].t == ZQL_V_ERROR ? r[in->a] : *tv;
+        break;
+      }
+      if (zql_val_is_nullish(tv)) {
+        r[in->dst] = zql_val_null();
+        break;
+      }
+      if (!zql_time_of(tv, &ms)) {
+        r[in->dst] = zql_val_error("session: not a time value");
+        break;
+      }
+      if (!encode_key(vm, &r[in->a], 1))
+        return vm->oom;
+      r[in->dst] = zql_val_error("session: the entity has no sessions");
+      if (!ix || !ix->cap)
+        break;
+      uint64_t h = zql_hash_bytes(vm->key.buf, vm->key.len);
+      for (uint64_t i = h & (ix->cap - 1);; i = (i + 1) & (ix->cap - 1)) {
+        const struct zql_sslot *sl = &ix->tab[i];
+        if (!sl->key)
+          break;
+        if (sl->hash != h || sl->klen != vm->key.len ||
+            (sl->klen && memcmp(sl->key, vm->key.buf, sl->klen) != 0))
+          continue;
+        uint32_t lo = 0, hi = sl->n; /* the first start > ms */
+        while (lo < hi) {
+          uint32_t mid = lo + (hi - lo) / 2;
+          if (sl->starts[mid] <= ms)
+            lo = mid + 1;
+          else
+            hi = mid;
+        }
+        if (lo > 0)
+          r[in->dst] = zql_val_date(sl->starts[lo - 1]);
+        break;
+      }
+      break;
+    }
     case ZQL_I_ROW: {
       vm->rows++;
       int rc = vm->row_fn(vm, &r[in->a], in->b);

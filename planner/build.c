@@ -80,6 +80,7 @@ typedef struct builder {
   uint32_t nskip, capskip;
   uint32_t skip_target;   /* UINT32_MAX: end of program (patched at the end) */
   const zql_node_t *forced_for; /* map-form for variable owner while compiling */
+  zql_prog_t *regs;       /* whose register counter newreg uses (NULL: prog's) */
 } builder_t;
 
 static void fail(builder_t *b, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
@@ -182,13 +183,20 @@ static const char *node_text(builder_t *b, const zql_node_t *n)
 
 static uint16_t newreg(builder_t *b, uint16_t n)
 {
-  uint32_t r = b->prog->nregs;
+  zql_prog_t *f = b->regs ? b->regs : b->prog;
+  uint32_t r = f->nregs;
   if (r + n > 60000) {
     fail(b, ZQL_E_UNSUPPORTED, "statement too large (more than 60000 registers)");
     return 0;
   }
-  b->prog->nregs = (uint16_t)(r + n);
+  f->nregs = (uint16_t)(r + n);
   return (uint16_t)r;
+}
+
+/* The program being compiled reads events (the map program or the session pre-pass). */
+static bool event_side(const builder_t *b)
+{
+  return b->prog == &b->p->map || b->prog == &b->p->pre;
 }
 
 static uint32_t emit(builder_t *b, zql_opcode_t op, unsigned flags, unsigned dst, unsigned a,
@@ -864,7 +872,7 @@ static uint16_t path_expr(builder_t *b, const zql_node_t *n)
     uint32_t i = 0;
     while (i < ns && st[i].kind == ZQL_STEP_FIELD && nf < ZQL_ARRAY_LEN(fields))
       fields[nf++] = st[i++].name;
-    if (b->prog != &b->p->map) {
+    if (!event_side(b)) {
       fail(b, ZQL_E_UNSUPPORTED, "'%s': a column of the source after a per stage",
            node_text(b, n));
       return 0;
@@ -1489,7 +1497,7 @@ static void agg_call_map(builder_t *b, const zql_node_t *call, const zql_node_t 
   if (a.has_by) {
     if (by) {
       r = expr(b, by);
-    } else if (b->prog != &b->p->map) {
+    } else if (!event_side(b)) {
       fail(b, ZQL_E_UNSUPPORTED, "%s(...) after a per stage needs `by`: there is no event "
            "timestamp there", name);
       return;
@@ -1753,19 +1761,34 @@ static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
   uint16_t kbase = newreg(b, (uint16_t)(nkeys ? nkeys : 1));
   for (uint32_t i = 0; i < nkeys && !b->err; i++) {
     const zql_node_t *k = knode ? knode[i] : NULL;
+    uint16_t r;
     if (k && k->u.key.per) {
-      fail(b, ZQL_E_UNSUPPORTED, "session keys (session(...) per ...) are not supported by "
-           "this version of the engine");
-      return;
+      /* session(ts, gap d) per E: the start of E's session holding ts, looked up in the
+       * sessions table the pre-pass built (session_tables) */
+      int32_t st = -1;
+      for (uint32_t j = 0; j < p->ntables; j++)
+        if (p->tables[j].prepass && p->tables[j].name == (const char *)k)
+          st = (int32_t)j;
+      if (st < 0) {
+        fail(b, ZQL_E_INTERNAL, "planner: no sessions table for key '%s'", k->u.key.name);
+        return;
+      }
+      uint16_t e = expr(b, k->u.key.per);
+      uint16_t ts = expr(b, k->u.key.expr->u.call.args.items[0]);
+      r = newreg(b, 1);
+      emit(b, ZQL_I_SESSION, 0, r, e, ts, (uint32_t)st);
+    } else {
+      r = expr(b, kexpr[i]);
     }
-    uint16_t r = expr(b, kexpr[i]);
     skip_jump(b, ZQL_I_CHKERR, r);
     if (k && k->u.key.skip_null)
       skip_jump(b, ZQL_I_JNULL, r);
     emit(b, ZQL_I_MOVE, 0, kbase + i, r, 0, 0);
     if (k)
-      zql_strbuf_addf(keytext, "%s%s = %s%s", i ? ", " : "", k->u.key.name,
-                      node_text(b, k->u.key.expr), k->u.key.skip_null ? " skip null" : "");
+      zql_strbuf_addf(keytext, "%s%s = %s%s%s%s", i ? ", " : "", k->u.key.name,
+                      node_text(b, k->u.key.expr), k->u.key.per ? " per " : "",
+                      k->u.key.per ? node_text(b, k->u.key.per) : "",
+                      k->u.key.skip_null ? " skip null" : "");
     else
       zql_strbuf_addf(keytext, "%s%s", i ? ", " : "", node_text(b, kexpr[i]));
   }
@@ -1795,6 +1818,101 @@ static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
   }
 }
 
+/* Session keys: for each `session(ts, gap d) per E` key, table `first + i` groups the
+ * rows by E and collects their times with the "sessions" aggregator; the pre-pass program
+ * (plan->pre: the same row ops, then E and ts) feeds them in a first pass over the input.
+ * The map program's SESSION instruction then finds each row's session start there. The
+ * table's name field holds the KEY node while planning (matched by feed_table), then the
+ * key's name. */
+static void session_tables(builder_t *b, const zql_node_t *s, uint32_t first)
+{
+  zql_plan_t *p = b->p;
+  const zql_list_t *keys = &s->u.query.keys;
+  /* compile the pre-pass with its own skip state and bindings, in map's register file */
+  uint32_t save_nskip = b->nskip, save_target = b->skip_target, save_binds = b->nbinds;
+  uint32_t *save_patch = NULL;
+  if (save_nskip) {
+    save_patch = balloc(b, save_nskip * sizeof *save_patch);
+    if (b->err)
+      return;
+    memcpy(save_patch, b->skip_patch, save_nskip * sizeof *save_patch);
+  }
+  b->nskip = 0;
+  b->skip_target = UINT32_MAX;
+  b->prog = &p->pre;
+  b->regs = &p->map;
+  zql_plnode_t *dummy = NULL, **tail = &dummy; /* EXPLAIN shows the row ops once */
+  rowops(b, &s->u.query.rowops, &tail);
+  uint32_t t = first;
+  for (uint32_t i = 0; i < keys->n && !b->err; i++) {
+    const zql_node_t *k = keys->items[i];
+    if (!k->u.key.per)
+      continue;
+    zql_ptable_t *tab = &p->tables[t];
+    tab->name = (const char *)k; /* matched by feed_table; renamed below */
+    tab->prepass = true;
+    tab->nkeys = 1;
+    tab->having_reg = -1;
+    tab->into = "";
+    zql_pagg_t a = {0};
+    a.func = "sessions";
+    a.reducer = -1;
+    a.share = -1;
+    a.text = node_text(b, k->u.key.expr);
+    const zql_node_t *gap = k->u.key.expr->u.call.gap;
+    if (!gap || !const_int_of(b, gap, &a.window_ms) || a.window_ms <= 0) {
+      fail(b, ZQL_E_INTERNAL, "planner: session key without a positive constant gap");
+      break;
+    }
+    b->table = t;
+    int slot = new_slot(b, &a);
+    if (b->err)
+      break;
+    uint16_t e = expr(b, k->u.key.per);
+    skip_jump(b, ZQL_I_CHKERR, e);
+    uint16_t base = newreg(b, 1);
+    emit(b, ZQL_I_MOVE, 0, base, e, 0, 0);
+    emit(b, ZQL_I_GROUP, 0, 0, base, 1, t);
+    uint16_t ts = expr(b, k->u.key.expr->u.call.args.items[0]);
+    uint32_t sk = emit(b, ZQL_I_CHKERR, 0, 0, ts, 0, 0);
+    uint16_t in = newreg(b, 1);
+    emit(b, ZQL_I_MOVE, 0, in, ts, 0, 0);
+    emit(b, ZQL_I_ADDAGG, 0, t, in, 1, (uint32_t)slot);
+    patch_to(b, sk, here(b));
+    t++;
+  }
+  finish_map(b);
+  /* each sessions table's final program: the entity and its session starts */
+  b->regs = NULL;
+  for (uint32_t j = first; j < t && !b->err; j++) {
+    zql_ptable_t *tab = &p->tables[j];
+    b->prog = &tab->final;
+    b->table = j;
+    tab->ncols = 2;
+    tab->cols = balloc(b, 2 * sizeof *tab->cols);
+    if (b->err)
+      break;
+    uint16_t rk = newreg(b, 1), rs = newreg(b, 1);
+    emit(b, ZQL_I_KEY, 0, rk, 0, 0, 0);
+    emit(b, ZQL_I_FINAL, 0, rs, 0, 0, 0);
+    emit(b, ZQL_I_HALT, 0, 0, 0, 0, 0);
+    tab->cols[0] = (zql_pcol_t){"entity", rk, true, -1};
+    tab->cols[1] = (zql_pcol_t){"starts", rs, false, 0};
+  }
+  b->prog = &p->map;
+  b->regs = NULL;
+  b->nbinds = save_binds;
+  b->skip_target = save_target;
+  b->nskip = 0;
+  for (uint32_t i = 0; i < save_nskip && !b->err; i++) {
+    if (b->nskip == b->capskip) {
+      fail(b, ZQL_E_INTERNAL, "planner: skip list");
+      break;
+    }
+    b->skip_patch[b->nskip++] = save_patch[i];
+  }
+}
+
 /* The declarative form: [per entity as u { items }] group by keys, compute items. A per
  * stage makes two tables: table 0 groups by the entity with the per items; its final
  * program loads the entity and the items' final values and feeds table 1 (the group by),
@@ -1806,10 +1924,20 @@ static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
   const zql_list_t *items = &s->u.query.compute;
   const zql_node_t *per = s->u.query.per;
   uint32_t main = per ? 1 : 0;
-  p->ntables = main + 1;
+  uint32_t nsess = 0;
+  for (uint32_t i = 0; i < keys->n; i++)
+    nsess += keys->items[i]->u.key.per != NULL;
+  if (nsess && per) {
+    fail(b, ZQL_E_UNSUPPORTED, "session keys together with a per stage are not supported by "
+         "this version of the engine");
+    return;
+  }
+  p->ntables = main + 1 + nsess;
   p->tables = balloc(b, p->ntables * sizeof *p->tables);
   if (b->err)
     return;
+  if (nsess)
+    session_tables(b, s, main + 1);
   zql_strbuf_t kt = ZQL_STRBUF_INIT, at = ZQL_STRBUF_INIT;
 
   if (per) {
@@ -1851,6 +1979,9 @@ static void build_grouped(builder_t *b, const zql_node_t *s, zql_plnode_t ***tai
     kx[i] = keys->items[i]->u.key.expr;
   p->tables[main].nkeys = keys->n;
   feed_table(b, main, kx, (const zql_node_t *const *)keys->items, keys->n, items, &kt, &at);
+  for (uint32_t j = main + 1; j < p->ntables; j++)
+    if (p->tables[j].prepass)
+      p->tables[j].name = bstrdup(b, ((const zql_node_t *)p->tables[j].name)->u.key.name);
   /* aggregator calls of having, rank and order by get slots too (order by count()) */
   find_aggs(b, s->u.query.having, NULL);
   if (s->u.query.rank)
@@ -2345,6 +2476,8 @@ int zql_plan_build(const zql_source_t *src, const zql_node_t *stmt,
     zql_strbuf_release(&sb);
   }
   p->logical = root;
+  if (p->pre.n) /* the pre-pass runs over the map program's register file */
+    p->pre.nregs = p->map.nregs;
   if (b.err) {
     int e = b.err;
     zql_plan_free(p);

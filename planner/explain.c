@@ -154,6 +154,12 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
   }
   for (uint32_t i = 0; i < p->ntables; i++) {
     const zql_ptable_t *t = &p->tables[i];
+    if (t->prepass) {
+      zql_strbuf_addf(out, "  PREPASS a first scan of the same rows: each entity's times, "
+                      "cut into sessions for key %s (%s) [two-pass]\n", t->name,
+                      t->naggs ? t->aggs[0].text : "");
+      continue;
+    }
     zql_strbuf_adds(out, "  REDUCE  ");
     if (t->name)
       zql_strbuf_addf(out, "table %s: ", t->name);
@@ -194,7 +200,7 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     zql_strbuf_addc(out, '\n');
   } else {
     for (uint32_t i = 0; i < p->ntables; i++) {
-      if (p->tables[i].intermediate)
+      if (p->tables[i].intermediate || p->tables[i].prepass)
         continue;
       zql_strbuf_addf(out, "  COMMIT  mode %s into \"%s\"", p->mode, p->tables[i].into);
       if (p->key_doc)
@@ -205,6 +211,8 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
     }
   }
   if (o && o->program) {
+    if (p->pre.n)
+      program(out, "pre-pass", &p->pre);
     program(out, "map", &p->map);
     for (uint32_t i = 0; i < p->ntables; i++) {
       const zql_ptable_t *t = &p->tables[i];

@@ -58,4 +58,5 @@ ZQL_OP(EMIT,     "table c: find the group keyed by a .. a+b-1, add value a+b (we
 ZQL_OP(FINAL,    "dst = final value of aggregator slot c of the current group")
 ZQL_OP(KEY,      "dst = key column c of the current group")
 ZQL_OP(ROW,      "row query: keep the row a .. a+b-1 (event, named values, order-by values)")
+ZQL_OP(SESSION,  "dst = start of entity a's session holding time b (sessions table c)")
 ZQL_OP(HALT,     "end of program")

@@ -144,6 +144,8 @@ typedef struct zql_ptable {
   const char *name;       /* map form: the table's name; declarative form: NULL */
   const char *into;       /* the output collection (default zagg.NAME[.TABLE]) */
   bool intermediate;      /* a per stage: its final program feeds the next table (no rows) */
+  bool prepass;           /* a sessions table: fed by the pre-pass program, read by SESSION
+                             in the map program (no rows of its own) */
   uint32_t nkeys;
   uint32_t naggs;
   zql_pagg_t *aggs;
@@ -210,6 +212,8 @@ typedef struct zql_plan {
   uint32_t nextract;
   int32_t seq_reg;           /* register receiving _seq, or -1 */
   zql_prog_t map;
+  zql_prog_t pre;            /* session keys: a first pass over the same rows that collects
+                                each entity's times (n == 0: none); shares map's registers */
   zql_ptable_t *tables;
   uint32_t ntables;
 

@@ -168,6 +168,8 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
   bson_append_array_end(d, &a);
   bson_append_int32(d, "seq_reg", -1, p->seq_reg);
   put_prog(d, "map", &p->map);
+  if (p->pre.n)
+    put_prog(d, "pre", &p->pre);
   bson_append_array_begin(d, "reducers", -1, &a);
   for (uint32_t i = 0; i < p->nreducers; i++) {
     const zql_preducer_t *u = &p->reducers[i];
@@ -190,6 +192,7 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
     put_str(&e, "name", t->name);
     put_str(&e, "into", t->into);
     bson_append_bool(&e, "intermediate", -1, t->intermediate);
+    bson_append_bool(&e, "prepass", -1, t->prepass);
     bson_append_int32(&e, "nkeys", -1, (int32_t)t->nkeys);
     bson_append_array_begin(&e, "aggs", -1, &f);
     for (uint32_t j = 0; j < t->naggs; j++) {
@@ -488,23 +491,32 @@ static void check_prog(rd_t *r, const zql_prog_t *pr, bool final, uint32_t table
       a1 = true;
       ok = ok && in->c < pr->n;
       break;
-    case ZQL_I_ITER: /* iterators live in the map program only */
+    case ZQL_I_ITER: /* iterators live in the event programs only */
       a1 = true;
-      ok = ok && in->c < pr->n && pr == &p->map;
+      ok = ok && in->c < pr->n && (pr == &p->map || pr == &p->pre);
       break;
-    case ZQL_I_NEXT: a1 = true; ok = ok && in->c < pr->n && pr == &p->map; break;
+    case ZQL_I_NEXT:
+      a1 = true;
+      ok = ok && in->c < pr->n && (pr == &p->map || pr == &p->pre);
+      break;
+    case ZQL_I_SESSION: /* the map program reads a sessions table of the pre-pass */
+      a1 = true;
+      ok = ok && pr == &p->map && in->b < R && in->c < p->ntables && p->tables[in->c].prepass;
+      break;
     case ZQL_I_GROUP: /* the map program, or a per stage's final program feeding the next */
       dst = false;
       nin = in->b;
       ok = ok && (!final || p->tables[table].intermediate) && in->c < p->ntables &&
-           in->b == p->tables[in->c].nkeys && (!final || in->c > table);
+           in->b == p->tables[in->c].nkeys && (!final || in->c > table) &&
+           p->tables[in->c].prepass == (pr == &p->pre);
       break;
     case ZQL_I_ADDAGG:
       dst = false;
       nin = in->b;
       ok = ok && (!final || p->tables[table].intermediate) && in->dst < p->ntables &&
            in->c < p->tables[in->dst].naggs && in->b >= 1 && (!final || in->dst > table) &&
-           p->tables[in->dst].aggs[in->c].share < 0;
+           p->tables[in->dst].aggs[in->c].share < 0 &&
+           p->tables[in->dst].prepass == (pr == &p->pre);
       break;
     case ZQL_I_EMIT:
       dst = false;
@@ -734,6 +746,14 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
   }
   p->seq_reg = (int32_t)get_int(&r, &top, "seq_reg", -1, 59999);
   get_prog(&r, &top, "map", &p->map);
+  {
+    bson_iter_t pre;
+    if (find(&r, &top, "pre", &pre)) {
+      get_prog(&r, &top, "pre", &p->pre);
+      if (p->pre.nregs != p->map.nregs)
+        bad(&r, "the pre-pass program must share the map program's registers");
+    }
+  }
   if (enter(&r, &top, "extract", true, &a, &n)) {
     p->nextract = n;
     p->extract = ralloc(&r, n, sizeof *p->extract);
@@ -791,6 +811,7 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
       t->name = get_str(&r, &e, "name", false);
       t->into = get_str(&r, &e, "into", true);
       t->intermediate = get_bool(&r, &e, "intermediate");
+      t->prepass = get_bool(&r, &e, "prepass");
       t->nkeys = (uint32_t)get_int(&r, &e, "nkeys", 0, 1000);
       if (enter(&r, &e, "aggs", true, &f, &m)) {
         t->naggs = m;
@@ -916,6 +937,8 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
     bad(&r, p->rowq ? "a row query with tables" : "no tables");
   if (!r.bad)
     check_prog(&r, &p->map, false, 0);
+  if (!r.bad && p->pre.n)
+    check_prog(&r, &p->pre, false, 0);
   for (uint32_t i = 0; i < p->nreducers && !r.bad; i++) {
     const zql_preducer_t *u = &p->reducers[i];
     const zql_prog_t *parts[4] = {&u->init, &u->add, u->has_merge ? &u->merge : NULL,
