@@ -781,7 +781,7 @@ static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, row
 {
   const zql_ptable_t *pt = &r->p->tables[t];
   zql_group_t g = {0, klen, key, acc};
-  const uint8_t *kp = key, *kend = key + klen;
+  const uint8_t *kp = key, *kend = klen ? key + klen : key; /* (no NULL + 0) */
   for (uint32_t i = 0; i < pt->nkeys; i++)
     if (!zql_val_decode(&kp, kend, vm->batch, &vm->fkeys[i]))
       return ZQL_E_CORRUPT;
