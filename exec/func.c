@@ -71,7 +71,7 @@
 
 /* The first ERROR argument into *out, else MISSING when some argument is MISSING, else
  * NULL when some argument is NULL. Returns true when *out is the result. */
-static bool propagate(const zql_val_t *args, int nargs, zql_val_t *out)
+bool zql_fn_propagate(const zql_val_t *args, int nargs, zql_val_t *out)
 {
   for (int i = 0; i < nargs; i++)
     if (args[i].t == ZQL_V_ERROR) {
@@ -225,7 +225,7 @@ static int64_t doc_count(const zql_val_t *v)
  * check. Returns true when *out is already the result. */
 static bool want_str(const zql_val_t *args, int nargs, const char *msg, zql_val_t *out)
 {
-  if (propagate(args, nargs, out))
+  if (zql_fn_propagate(args, nargs, out))
     return true;
   for (int i = 0; i < nargs; i++)
     if (args[i].t != ZQL_V_STRING) {
@@ -238,7 +238,7 @@ static bool want_str(const zql_val_t *args, int nargs, const char *msg, zql_val_
 /* Shared body of the numeric functions. */
 static bool want_num(const zql_val_t *args, int nargs, const char *msg, zql_val_t *out)
 {
-  if (propagate(args, nargs, out))
+  if (zql_fn_propagate(args, nargs, out))
     return true;
   for (int i = 0; i < nargs; i++)
     if (!zql_val_is_num(&args[i])) {
@@ -305,7 +305,7 @@ static numparse_t parse_number(const char *s, size_t n, int64_t *i, double *d)
 static void fn_num(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                    zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   if (zql_val_is_num(&args[0])) {
     *out = args[0];
@@ -345,7 +345,7 @@ static bool dbl_to_int(double d, int64_t *i)
 static void fn_int(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                    zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   const zql_val_t *v = &args[0];
   int64_t i = 0;
@@ -383,7 +383,7 @@ static void fn_int(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int n
 static void fn_double(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                       zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   const zql_val_t *v = &args[0];
   if (zql_val_is_num(v)) {
@@ -415,7 +415,7 @@ static void fn_double(zql_fnctx_t *c, const void *aux, const zql_val_t *args, in
 static void fn_str(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                    zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   if (args[0].t == ZQL_V_STRING) {
     *out = args[0];
@@ -437,7 +437,7 @@ static void fn_type(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int 
 static void fn_hash(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                     zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   uint64_t h = zql_val_hash(&args[0]);
   int64_t i;
@@ -481,7 +481,7 @@ static void fn_if(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int na
 static void fn_len(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                    zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   if (args[0].t == ZQL_V_STRING) {
     *out = zql_val_int(cp_count(args[0].u.s, args[0].len));
@@ -550,7 +550,7 @@ static void fn_trim(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int 
 static void fn_substr(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                       zql_val_t *out)
 {
-  if (propagate(args, nargs, out))
+  if (zql_fn_propagate(args, nargs, out))
     return;
   const zql_val_t *v = &args[0];
   if (v->t != ZQL_V_STRING) {
@@ -626,7 +626,7 @@ static const char *find(const char *hay, size_t hn, const char *needle, size_t n
 static void fn_contains(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                         zql_val_t *out)
 {
-  if (propagate(args, 2, out))
+  if (zql_fn_propagate(args, 2, out))
     return;
   const zql_val_t *s = &args[0], *x = &args[1];
   if (s->t == ZQL_V_STRING) {
@@ -754,7 +754,7 @@ static void fn_replace(zql_fnctx_t *c, const void *aux, const zql_val_t *args, i
 static void fn_keys(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                     zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   if (args[0].t != ZQL_V_DOC) {
     *out = zql_val_error("keys: not a document");
@@ -1146,7 +1146,7 @@ static bool round_decimal(double d, int digits, double *out)
 static void fn_round(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                      zql_val_t *out)
 {
-  if (propagate(args, nargs, out))
+  if (zql_fn_propagate(args, nargs, out))
     return;
   const zql_val_t *v = &args[0];
   if (!zql_val_is_num(v)) {

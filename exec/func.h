@@ -56,6 +56,11 @@ typedef struct zql_scalar {
   bool foldable;                      /* pure: constant arguments give a constant result */
 } zql_scalar_t;
 
+/* The convention of func.h for arguments that are not values: the first ERROR argument
+ * into *out, else MISSING when some argument is MISSING, else NULL when one is NULL.
+ * Returns true when *out is the result (exec/func.c). */
+bool zql_fn_propagate(const zql_val_t *args, int nargs, zql_val_t *out);
+
 /* The entry for name with nargs arguments, or NULL. Searches every table below. */
 const zql_scalar_t *zql_scalar_lookup(const char *name, int nargs);
 

@@ -69,33 +69,11 @@ bool zql_time_of(const zql_val_t *v, int64_t *ms)
   }
 }
 
-/* The first ERROR argument into *out, else NULL when some argument is NULL or MISSING.
- * Returns true when *out is the result. */
-static bool propagate(const zql_val_t *args, int nargs, zql_val_t *out)
-{
-  for (int i = 0; i < nargs; i++)
-    if (args[i].t == ZQL_V_ERROR) {
-      *out = args[i];
-      return true;
-    }
-  for (int i = 0; i < nargs; i++)
-    if (args[i].t == ZQL_V_MISSING) {
-      *out = zql_val_missing();
-      return true;
-    }
-  for (int i = 0; i < nargs; i++)
-    if (args[i].t == ZQL_V_NULL) {
-      *out = zql_val_null();
-      return true;
-    }
-  return false;
-}
-
 /* The time argument args[0] as ms, or false with *out set (ERROR, NULL, or the ERROR
  * `not_time`). Only args[0] matters: the other arguments were constants for prepare. */
 static bool time_arg(const zql_val_t *args, const char *not_time, int64_t *ms, zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return false;
   if (!zql_time_of(&args[0], ms)) {
     *out = zql_val_error(not_time);
@@ -153,7 +131,7 @@ static int prep_date(zql_fnprep_t *p)
 static void fn_date(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int nargs,
                     zql_val_t *out)
 {
-  if (propagate(args, 1, out))
+  if (zql_fn_propagate(args, 1, out))
     return;
   if (args[0].t != ZQL_V_STRING) {
     *out = zql_val_error("date: not a string");
@@ -181,7 +159,7 @@ static void fn_now(zql_fnctx_t *c, const void *aux, const zql_val_t *args, int n
  * range". */
 static void epoch(const zql_val_t *x, int64_t scale, const char *const msgs[2], zql_val_t *out)
 {
-  if (propagate(x, 1, out))
+  if (zql_fn_propagate(x, 1, out))
     return;
   int64_t ms;
   if (x->t == ZQL_V_INT) {

@@ -1134,6 +1134,30 @@ static int row_order_cmp(const void *pa, const void *pb)
   return key_cmp(a->key, a->klen, b->key, b->klen);
 }
 
+/* Restore the heap order of heap[0..hn) below position k (partition indexes ordered by
+ * their next row's key). */
+static void parts_sift(const rows_t *parts, const uint64_t *pos, uint32_t *heap, uint32_t hn,
+                       uint32_t k)
+{
+#define HEAD(p) (&parts[p].v[pos[p]])
+#define LESS(x, y) (key_cmp(HEAD(x)->key, HEAD(x)->klen, HEAD(y)->key, HEAD(y)->klen) < 0)
+  for (;;) {
+    uint32_t l = 2 * k + 1, m = k;
+    if (l < hn && LESS(heap[l], heap[m]))
+      m = l;
+    if (l + 1 < hn && LESS(heap[l + 1], heap[m]))
+      m = l + 1;
+    if (m == k)
+      return;
+    uint32_t tmp = heap[k];
+    heap[k] = heap[m];
+    heap[m] = tmp;
+    k = m;
+  }
+#undef HEAD
+#undef LESS
+}
+
 /* The rows of table t's partitions, each sorted by key, merged into `all` in key order. */
 static void merge_parts(run_t *r, uint32_t t, row_t *all)
 {
@@ -1146,47 +1170,16 @@ static void merge_parts(run_t *r, uint32_t t, row_t *all)
     if (parts[p].n)
       heap[hn++] = p;
   }
-#define HEAD(p) (&parts[p].v[pos[p]])
-#define LESS(x, y) (key_cmp(HEAD(x)->key, HEAD(x)->klen, HEAD(y)->key, HEAD(y)->klen) < 0)
-  for (uint32_t i = hn / 2; i-- > 0;) { /* heapify */
-    uint32_t k = i;
-    for (;;) {
-      uint32_t l = 2 * k + 1, m = k;
-      if (l < hn && LESS(heap[l], heap[m]))
-        m = l;
-      if (l + 1 < hn && LESS(heap[l + 1], heap[m]))
-        m = l + 1;
-      if (m == k)
-        break;
-      uint32_t tmp = heap[k];
-      heap[k] = heap[m];
-      heap[m] = tmp;
-      k = m;
-    }
-  }
+  for (uint32_t i = hn / 2; i-- > 0;)
+    parts_sift(parts, pos, heap, hn, i);
   uint64_t n = 0;
   while (hn) {
     uint32_t p = heap[0];
-    all[n++] = *HEAD(p);
+    all[n++] = parts[p].v[pos[p]];
     if (++pos[p] == parts[p].n)
       heap[0] = heap[--hn];
-    uint32_t k = 0;
-    for (;;) {
-      uint32_t l = 2 * k + 1, m = k;
-      if (l < hn && LESS(heap[l], heap[m]))
-        m = l;
-      if (l + 1 < hn && LESS(heap[l + 1], heap[m]))
-        m = l + 1;
-      if (m == k)
-        break;
-      uint32_t tmp = heap[k];
-      heap[k] = heap[m];
-      heap[m] = tmp;
-      k = m;
-    }
+    parts_sift(parts, pos, heap, hn, 0);
   }
-#undef HEAD
-#undef LESS
 }
 
 static bool same_within(const zql_ptable_t *t, const row_t *a, const row_t *b)

@@ -495,6 +495,22 @@ static zql_val_t logic(zql_opcode_t op, const zql_val_t *a, const zql_val_t *b)
   return zql_val_null();
 }
 
+/* The document or array built in *b as a value whose bytes live in the batch arena; b is
+ * destroyed either way. */
+static zql_val_t into_batch(zql_vm_t *vm, bson_t *b, bool is_array)
+{
+  uint8_t *m = zql_arena_alloc(vm->batch, b->len);
+  if (!m) {
+    bson_destroy(b);
+    vm->oom = ZQL_E_NOMEM;
+    return zql_val_error("out of memory");
+  }
+  memcpy(m, bson_get_data(b), b->len);
+  uint32_t len = b->len;
+  bson_destroy(b);
+  return zql_val_doc(m, len, is_array);
+}
+
 /* Build a BSON array or document from registers into the batch arena. */
 static zql_val_t build_container(zql_vm_t *vm, const zql_val_t *r, uint32_t n,
                                  const zql_pdocspec_t *spec)
@@ -519,16 +535,7 @@ static zql_val_t build_container(zql_vm_t *vm, const zql_val_t *r, uint32_t n,
       return zql_val_error(spec ? "document too large" : "array too large");
     }
   }
-  uint8_t *m = zql_arena_alloc(vm->batch, b.len);
-  if (!m) {
-    bson_destroy(&b);
-    vm->oom = ZQL_E_NOMEM;
-    return zql_val_error("out of memory");
-  }
-  memcpy(m, bson_get_data(&b), b.len);
-  uint32_t len = b.len;
-  bson_destroy(&b);
-  return zql_val_doc(m, len, spec == NULL);
+  return into_batch(vm, &b, spec == NULL);
 }
 
 /* One step of a path over a computed value. */
@@ -600,16 +607,7 @@ static zql_val_t steps(zql_vm_t *vm, zql_val_t v, const zql_step_t *st, uint32_t
         return zql_val_error("array too large");
       }
     }
-    uint8_t *m = zql_arena_alloc(vm->batch, b.len);
-    if (!m) {
-      bson_destroy(&b);
-      vm->oom = ZQL_E_NOMEM;
-      return zql_val_error("out of memory");
-    }
-    memcpy(m, bson_get_data(&b), b.len);
-    uint32_t len = b.len;
-    bson_destroy(&b);
-    return zql_val_doc(m, len, true);
+    return into_batch(vm, &b, true);
   }
   return v;
 }
