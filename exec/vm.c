@@ -699,9 +699,12 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
   const zql_plan_t *p = x->plan;
   const zql_insn_t *code = prog->code;
   uint32_t pc = 0;
-  if (prog == &p->map || prog == &p->pre)
+  if (prog == &p->map || prog == &p->pre) {
     for (uint32_t i = 0; i < x->niter_regs; i++)
       vm->iters[x->iter_regs[i]].state = 2;
+    for (uint32_t i = 0; i < p->ntables; i++)
+      vm->cur[i] = NULL; /* no group of an earlier event (a spill may have freed it) */
+  }
   for (;;) {
     const zql_insn_t *in = &code[pc++];
     switch ((zql_opcode_t)in->op) {
@@ -879,6 +882,8 @@ int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *r, uint32_t tab
       break;
     }
     case ZQL_I_ADDAGG:
+      if (!vm->cur[in->dst])
+        break; /* no GROUP before it (a compiled plan always has one) */
       add_to(vm, in->dst, vm->cur[in->dst], in->c, &r[in->a], in->b, false);
       if (vm->oom)
         return vm->oom;
