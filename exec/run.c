@@ -91,6 +91,7 @@ typedef struct rowset {
 
 typedef struct wstate {
   zql_vm_t vm;
+  uint64_t spill_bytes;   /* bytes written to spill runs */
   rowset_t rows;
   spill_t *spills;
   uint32_t nspills, capspills;
@@ -229,6 +230,7 @@ static int spill_table(run_t *r, wstate_t *w, uint32_t t)
   uint32_t part = 0;
   int rc = 0;
   bson_t doc, st, one;
+  zql_strbuf_t wb = ZQL_STRBUF_INIT;
   for (uint64_t i = 0; i < n && !rc; i++) {
     while (part <= v[i].part)
       off[part++] = pos;
@@ -246,11 +248,20 @@ static int spill_table(run_t *r, wstate_t *w, uint32_t t)
       bson_append_document_end(&st, &one);
     }
     bson_append_document_end(&doc, &st);
-    if (!rc && !write_all(fd, bson_get_data(&doc), doc.len))
-      rc = ZQL_E_IO;
+    zql_strbuf_add(&wb, bson_get_data(&doc), doc.len);
+    if (wb.oom)
+      rc = ZQL_E_NOMEM;
+    else if (wb.len >= (1u << 20)) { /* write in 1 MiB pieces, not a call per group */
+      if (!write_all(fd, wb.buf, wb.len))
+        rc = ZQL_E_IO;
+      zql_strbuf_reset(&wb);
+    }
     pos += doc.len;
     bson_destroy(&doc);
   }
+  if (!rc && wb.len && !write_all(fd, wb.buf, wb.len))
+    rc = ZQL_E_IO;
+  zql_strbuf_release(&wb);
   while (part <= r->R)
     off[part++] = pos;
   zql_free(v);
@@ -272,6 +283,7 @@ static int spill_table(run_t *r, wstate_t *w, uint32_t t)
     return rc;
   }
   w->spills[w->nspills++] = (spill_t){fd, t, off};
+  w->spill_bytes += pos;
   zql_hashagg_clear(h, &w->vm.actx);
   return 0;
 }
@@ -599,12 +611,16 @@ typedef struct source {
   /* in memory */
   sent_t *g;
   uint64_t n, i;
-  /* spilled */
+  /* spilled: records read through a buffer holding file bytes [boff, boff + blen) */
+  bool spilled;
   int fd;
   uint64_t pos, end;
   uint8_t *buf;
   size_t cap;
-  uint32_t doclen;         /* current record: buf[0..doclen) */
+  uint64_t boff;
+  size_t blen;
+  const uint8_t *rec;      /* current record: rec[0..doclen), inside buf */
+  uint32_t doclen;
   /* current key and its prefix */
   const uint8_t *key;
   uint32_t klen;
@@ -638,9 +654,32 @@ static bool pread_all(int fd, void *buf, size_t n, uint64_t off)
 }
 
 /* Advance a source to its next key: 1, 0 at the end, < 0 on error. */
+/* Make file bytes [off, off + n) available in s->buf (one pread of up to a buffer). */
+static int source_fill(source_t *s, uint64_t off, size_t n)
+{
+  if (off >= s->boff && off + n <= s->boff + s->blen)
+    return 0;
+  if (n > s->cap) {
+    uint8_t *nb = zql_realloc(s->buf, n);
+    if (!nb)
+      return ZQL_E_NOMEM;
+    s->buf = nb;
+    s->cap = n;
+  }
+  size_t want = s->end - off < s->cap ? (size_t)(s->end - off) : s->cap;
+  if (want < n)
+    return ZQL_E_CORRUPT;
+  if (!pread_all(s->fd, s->buf, want, off))
+    return ZQL_E_IO;
+  s->boff = off;
+  s->blen = want;
+  return 0;
+}
+
+/* Advance a source to its next key: 1, 0 at the end, < 0 on error. */
 static int source_next(source_t *s)
 {
-  if (!s->buf) {
+  if (!s->spilled) {
     if (s->i >= s->n)
       return 0;
     s->key = s->g[s->i].g->key;
@@ -652,26 +691,23 @@ static int source_next(source_t *s)
   }
   if (s->pos >= s->end)
     return 0;
-  uint8_t lenb[4];
-  if (!pread_all(s->fd, lenb, 4, s->pos))
-    return ZQL_E_IO;
-  uint32_t len = (uint32_t)lenb[0] | (uint32_t)lenb[1] << 8 | (uint32_t)lenb[2] << 16 |
-                 (uint32_t)lenb[3] << 24;
+  if (s->end - s->pos < 5)
+    return ZQL_E_CORRUPT;
+  int rc = source_fill(s, s->pos, 4);
+  if (rc)
+    return rc;
+  const uint8_t *lb = s->buf + (s->pos - s->boff);
+  uint32_t len = (uint32_t)lb[0] | (uint32_t)lb[1] << 8 | (uint32_t)lb[2] << 16 |
+                 (uint32_t)lb[3] << 24;
   if (len < 5 || len > s->end - s->pos)
     return ZQL_E_CORRUPT;
-  if (len > s->cap) {
-    uint8_t *nb = zql_realloc(s->buf, len);
-    if (!nb)
-      return ZQL_E_NOMEM;
-    s->buf = nb;
-    s->cap = len;
-  }
-  if (!pread_all(s->fd, s->buf, len, s->pos))
-    return ZQL_E_IO;
-  s->pos += len;
+  if ((rc = source_fill(s, s->pos, len)) != 0)
+    return rc;
+  s->rec = s->buf + (s->pos - s->boff);
   s->doclen = len;
+  s->pos += len;
   bson_iter_t it;
-  if (!bson_iter_init_from_data(&it, s->buf, len) || !bson_iter_find(&it, "k") ||
+  if (!bson_iter_init_from_data(&it, s->rec, len) || !bson_iter_find(&it, "k") ||
       !BSON_ITER_HOLDS_BINARY(&it))
     return ZQL_E_CORRUPT;
   bson_subtype_t st;
@@ -684,7 +720,7 @@ static int source_next(source_t *s)
 static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned char *acc,
                        unsigned char *tmp, zql_aggctx_t *ctx)
 {
-  if (!s->buf) {
+  if (!s->spilled) {
     const zql_group_t *g = s->g[s->i - 1].g;
     for (uint32_t k = 0; k < sl->n; k++) {
       if (sl->alias[k])
@@ -696,7 +732,7 @@ static int source_fold(run_t *r, const zql_aggslots_t *sl, source_t *s, unsigned
     return 0;
   }
   bson_iter_t it, st;
-  if (!bson_iter_init_from_data(&it, s->buf, s->doclen) || !bson_iter_find(&it, "s") ||
+  if (!bson_iter_init_from_data(&it, s->rec, s->doclen) || !bson_iter_find(&it, "s") ||
       !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &st))
     return ZQL_E_CORRUPT;
   while (bson_iter_next(&st)) {
@@ -886,11 +922,12 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
       if (sp->table != t)
         continue;
       source_t *s = &src[k++];
+      s->spilled = true;
       s->fd = sp->fd;
       s->pos = sp->off[part];
       s->end = sp->off[part + 1];
-      s->buf = zql_malloc(256);
-      s->cap = 256;
+      s->cap = 256u << 10;
+      s->buf = zql_malloc(s->cap);
       if (!s->buf) {
         rc = ZQL_E_NOMEM;
         goto done;
@@ -943,7 +980,7 @@ static int reduce_task(void *arg, uint32_t task, uint32_t worker)
     if (curlen)
       memcpy(cur, s->key, curlen);
     have = true;
-    const zql_group_t *single = s->buf ? NULL : s->g[s->i - 1].g;
+    const zql_group_t *single = s->spilled ? NULL : s->g[s->i - 1].g;
     uint64_t cp0 = s->p0, cp1 = s->p1;
     bool merged = false;
     if (!single) {
@@ -1529,6 +1566,7 @@ sessions_done:
     c->overflow += vm->overflow;
     c->lossy += vm->lossy;
     c->spills += r.w[i].nspills;
+    c->spill_bytes += r.w[i].spill_bytes;
     for (uint32_t j = 0; j < vm->errs.n; j++)
       zql_errtab_add(&errs, vm->errs.v[j].msg, vm->errs.v[j].n);
     res->map.peak_mem += r.w[i].peak;

@@ -403,8 +403,9 @@ static void analyze_text(zql_strbuf_t *sb, const zql_result_t *r)
   zql_strbuf_adds(sb, "analyze:\n");
   zql_strbuf_addf(sb, "  MAP     %" PRIu64 " events, %" PRIu64 " bytes -> %" PRIu64
                   " rows; %.3f s; peak group memory %" PRIu64 " bytes; %" PRIu64
-                  " spill%s\n", r->map.rows_in, r->map.bytes, r->map.rows_out, r->map.seconds,
-                  r->map.peak_mem, r->counters.spills, r->counters.spills == 1 ? "" : "s");
+                  " spill%s (%" PRIu64 " bytes)\n", r->map.rows_in, r->map.bytes,
+                  r->map.rows_out, r->map.seconds, r->map.peak_mem, r->counters.spills,
+                  r->counters.spills == 1 ? "" : "s", r->counters.spill_bytes);
   zql_strbuf_addf(sb, "  REDUCE  %" PRIu64 " groups -> %" PRIu64 " rows; %.3f s\n",
                   r->reduce.rows_in, r->reduce.rows_out, r->reduce.seconds);
   zql_strbuf_addf(sb, "  OUTPUT  %.3f s\n", r->output.seconds);
