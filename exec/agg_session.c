@@ -91,7 +91,8 @@ static int s_final(const void *st, const zql_aggparams_t *p, zql_arena_t *arena,
     return ZQL_E_NOMEM;
   if (s->n)
     memcpy(t, s->t, s->n * sizeof *t);
-  qsort(t, s->n, sizeof *t, cmp64);
+  if (s->n)
+    qsort(t, s->n, sizeof *t, cmp64);
   bson_t a = BSON_INITIALIZER;
   uint32_t k = 0;
   for (uint64_t i = 0; i < s->n; i++) {
