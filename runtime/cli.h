@@ -24,6 +24,9 @@ typedef struct zql_cli {
   bool stderr_tty;      /* progress output allowed */
 } zql_cli_t;
 
+/* A decimal integer in [lo, hi] that is all of s (option values; runtime/cmd_gen.c). */
+bool zql_cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *v);
+
 /* The subcommands (runtime/cmd_*.c). */
 int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv);    /* zql gen */
 int zql_cmd_log(const zql_cli_t *cli, int argc, char **argv);    /* zql log check|stat */

@@ -75,8 +75,7 @@ static int usage_error(const char *fmt, ...)
   return EXIT_USAGE;
 }
 
-/* A decimal integer in [lo, hi], all of s. */
-static bool parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
+bool zql_cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
 {
   if (*s < '0' || *s > '9')
     return false;
@@ -202,25 +201,25 @@ int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv)
     }
     uint64_t v;
     if (strcmp(name, "--events") == 0) {
-      if (!parse_u64(val, 0, UINT64_C(1000000000000), &v))
+      if (!zql_cli_parse_u64(val, 0, UINT64_C(1000000000000), &v))
         return usage_error("--events needs a count from 0 to 10^12, not '%s'", val);
       go.events = v;
       have_events = true;
     } else if (strcmp(name, "--seed") == 0) {
-      if (!parse_u64(val, 0, UINT64_MAX, &v))
+      if (!zql_cli_parse_u64(val, 0, UINT64_MAX, &v))
         return usage_error("--seed needs a non-negative integer, not '%s'", val);
       go.seed = v;
     } else if (strcmp(name, "--days") == 0) {
-      if (!parse_u64(val, 1, ZQL_GEN_MAX_DAYS, &v))
+      if (!zql_cli_parse_u64(val, 1, ZQL_GEN_MAX_DAYS, &v))
         return usage_error("--days needs a number from 1 to %u, not '%s'", ZQL_GEN_MAX_DAYS, val);
       go.days = (uint32_t)v;
     } else if (strcmp(name, "--projects") == 0) {
-      if (!parse_u64(val, 1, ZQL_GEN_MAX_PROJECTS, &v))
+      if (!zql_cli_parse_u64(val, 1, ZQL_GEN_MAX_PROJECTS, &v))
         return usage_error("--projects needs a number from 1 to %u, not '%s'",
                            ZQL_GEN_MAX_PROJECTS, val);
       go.projects = (uint32_t)v;
     } else if (strcmp(name, "--users") == 0) {
-      if (!parse_u64(val, 1, ZQL_GEN_MAX_USERS, &v))
+      if (!zql_cli_parse_u64(val, 1, ZQL_GEN_MAX_USERS, &v))
         return usage_error("--users needs a number from 1 to %u, not '%s'", ZQL_GEN_MAX_USERS,
                            val);
       go.users = (uint32_t)v;

@@ -32,10 +32,10 @@
 #include "planner/zql_plan.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
-#include "runtime/base/tz.h"
 #include "runtime/cli.h"
 #include "runtime/evlog.h"
 #include "runtime/evlog_input.h"
+#include "runtime/gen.h"
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_USAGE = 2 };
 
@@ -98,20 +98,11 @@ static bool parse_size(const char *s, uint64_t *out)
   return true;
 }
 
-static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
-{
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end || *s == '-' || v > max)
-    return false;
-  *out = v;
-  return true;
-}
-
+/* An ISO-8601 date or date-time (a date alone is UTC midnight), as zql gen --start and
+ * zql export --from read them. */
 static bool parse_date(const char *s, int64_t *ms)
 {
-  return zql_parse_iso8601(s, strlen(s), zql_tz_utc(), ms) == 0;
+  return zql_gen_parse_date(s, ms) == 0;
 }
 
 static unsigned default_threads(void)
@@ -162,7 +153,7 @@ static int run_option(const char *cmd, ropts_t *o, int argc, char **argv, int *i
   }
   if (strcmp(a, "--threads") == 0 || strncmp(a, "--threads=", 10) == 0) {
     uint64_t n;
-    if (!VALUE("--threads") || !parse_uint(v, 256, &n) || n < 1) {
+    if (!VALUE("--threads") || !zql_cli_parse_u64(v, 1, 256, &n)) {
       usage(cmd, "--threads needs a number from 1 to 256");
       return -1;
     }
@@ -898,7 +889,7 @@ int zql_cmd_run(const zql_cli_t *cli, int argc, char **argv)
       c.o.dry = true;
     } else if (strcmp(a, "--limit") == 0 && i + 1 < argc) {
       uint64_t n;
-      if (!parse_uint(argv[++i], INT64_MAX, &n))
+      if (!zql_cli_parse_u64(argv[++i], 0, INT64_MAX, &n))
         return usage("run", "--limit needs a number");
       c.o.limit = (int64_t)n;
     } else if ((strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) && i + 1 < argc) {
