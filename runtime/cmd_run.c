@@ -34,6 +34,7 @@
 #include "runtime/base/error.h"
 #include "runtime/cli.h"
 #include "runtime/evlog.h"
+#include "runtime/base/tz.h"
 #include "runtime/evlog_input.h"
 #include "runtime/gen.h"
 
@@ -781,6 +782,47 @@ static int run_prog(ctx_t *c, prog_t *g, FILE *out)
   return rc;
 }
 
+/* The _id of an output row (R6): the plan's key template with {name} and {name:FORMAT}
+ * (a strftime format for dates, in UTC) replaced by the key values, or "{k1}/{k2}/..."
+ * by default, "_all" without keys. With `key doc` the caller stores the key document. */
+static void render_id(zql_strbuf_t *id, const zql_plan_t *p, const zql_result_table_t *rt,
+                      const zql_val_t *v)
+{
+  const char *tpl = p->key_template;
+  if (!tpl) {
+    uint32_t nk = 0;
+    for (uint32_t k = 0; k < rt->ncols; k++)
+      if (rt->is_key[k]) {
+        if (nk++)
+          zql_strbuf_addc(id, '/');
+        zql_cell_text(id, &v[k]);
+      }
+    if (!nk)
+      zql_strbuf_adds(id, "_all");
+    return;
+  }
+  for (const char *c = tpl; *c;) {
+    const char *close = *c == '{' ? strchr(c, '}') : NULL;
+    if (!close) {
+      zql_strbuf_addc(id, *c++);
+      continue;
+    }
+    const char *colon = memchr(c + 1, ':', (size_t)(close - c - 1));
+    size_t nlen = (size_t)((colon ? colon : close) - (c + 1));
+    const zql_val_t *val = NULL;
+    for (uint32_t k = 0; k < rt->ncols && !val; k++)
+      if (rt->names[k] && strlen(rt->names[k]) == nlen && memcmp(rt->names[k], c + 1, nlen) == 0)
+        val = &v[k];
+    if (!val) /* the analyzer checked the names; keep the text if it still does not match */
+      zql_strbuf_add(id, c, (size_t)(close - c + 1));
+    else if (colon && val->t == ZQL_V_DATE)
+      zql_tz_format_sb(id, colon + 1, (size_t)(close - colon - 1), zql_tz_utc(), val->u.i);
+    else
+      zql_cell_text(id, val);
+    c = close + 1;
+  }
+}
+
 /* -o FILE.bson: each aggregate's output documents, {_id, value: {...}, k: {...}}. */
 static int write_bson_docs(ctx_t *c, prog_t *g, const char *path)
 {
@@ -804,16 +846,16 @@ static int write_bson_docs(ctx_t *c, prog_t *g, const char *path)
         const zql_val_t *v = &rt->vals[r * rt->ncols];
         bson_t d = BSON_INITIALIZER, kd, vd;
         zql_strbuf_t id = ZQL_STRBUF_INIT;
-        uint32_t nk = 0;
-        for (uint32_t k = 0; k < rt->ncols; k++)
-          if (rt->is_key[k]) {
-            if (nk++)
-              zql_strbuf_addc(&id, '/');
-            zql_val_to_text(&id, &v[k]);
-          }
-        if (!nk)
-          zql_strbuf_adds(&id, "_all");
-        bson_append_utf8(&d, "_id", 3, id.buf, (int)id.len);
+        if (p->key_doc) { /* key doc: the key document itself is the _id */
+          bson_append_document_begin(&d, "_id", 3, &kd);
+          for (uint32_t k = 0; k < rt->ncols; k++)
+            if (rt->is_key[k])
+              zql_val_append_bson(&kd, rt->names[k], -1, &v[k]);
+          bson_append_document_end(&d, &kd);
+        } else {
+          render_id(&id, p, rt, v);
+          bson_append_utf8(&d, "_id", 3, id.buf, (int)id.len);
+        }
         bson_append_utf8(&d, "_agg", 4, p->name, -1);
         bson_append_utf8(&d, "_into", 5, rt->into, -1);
         bson_append_document_begin(&d, "value", 5, &vd);

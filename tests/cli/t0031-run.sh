@@ -84,6 +84,17 @@ else
   skip 'python3-bson is not installed'
 fi
 
+cat >"$TEST_TMP/keyed.zql" <<'ZQL'
+aggregate keyed from event group by type, bucket(timestamp, day) as day
+  compute n = count() key "{type}/{day:%Y-%m-%d}";
+ZQL
+expect_exit 0 'run -o renders the key template as _id' \
+  "$ZQL" --data "$D" run "$TEST_TMP/keyed.zql" -o "$TEST_TMP/keyed.bson"
+"$ZQL" --data "$TEST_TMP/kd" -q import "$TEST_TMP/keyed.bson" >/dev/null 2>&1
+run "$ZQL" --data "$TEST_TMP/kd" export
+stdout_matches 'the _id is "TYPE/YYYY-MM-DD"' '"_id" : "pageview/2024-01-0[1-7]"'
+stdout_matches 'the keys are kept under k' '"k" : \{ "type" : "pageview", "day" : \{ "\$date"'
+
 # ---- compile and run the plan file ----
 expect_exit 0 'zql compile writes a .zqlc' "$ZQL" compile "$TEST_TMP/daily.zql"
 ok 'next to the source' test -s "$TEST_TMP/daily.zqlc"
