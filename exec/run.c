@@ -1580,6 +1580,9 @@ sessions_done:
     }
     zql_free(errs.v);
   }
+  res->chunks = r.nchunks;
+  res->threads = r.nw;
+  res->partitions = r.R;
   res->map.seconds = t1 - t0;
   res->map.rows_in = c->events;
   res->map.rows_out = c->rows;

@@ -107,6 +107,9 @@ typedef struct zql_result {
   zql_counters_t counters;
   zql_stage_stats_t map, reduce, output;
   uint64_t groups;       /* groups after reduce (before having / limit) */
+  uint32_t chunks;       /* map tasks' chunks of the input */
+  uint32_t threads;      /* workers */
+  uint32_t partitions;   /* reduce partitions R */
 } zql_result_t;
 
 typedef struct zql_xplan zql_xplan_t;

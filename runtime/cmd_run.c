@@ -392,7 +392,9 @@ static int execute(ctx_t *c, const zql_plan_t *p, zql_result_t **out)
 
 static void analyze_text(zql_strbuf_t *sb, const zql_result_t *r)
 {
-  zql_strbuf_adds(sb, "analyze:\n");
+  zql_strbuf_addf(sb, "analyze: %u chunk%s on %u thread%s, %u reduce partitions\n",
+                  r->chunks, r->chunks == 1 ? "" : "s", r->threads, r->threads == 1 ? "" : "s",
+                  r->partitions);
   zql_strbuf_addf(sb, "  MAP     %" PRIu64 " events, %" PRIu64 " bytes -> %" PRIu64
                   " rows; %.3f s; peak group memory %" PRIu64 " bytes; %" PRIu64
                   " spill%s (%" PRIu64 " bytes)\n", r->map.rows_in, r->map.bytes,
