@@ -294,82 +294,48 @@ static const bind_t *lookup_local(const builder_t *b, const zql_node_t *n, const
 
 /* {==== constants ======================================================================== */
 
-static uint32_t const_begin(builder_t *b, const char **key, char buf[16])
+/* The pool key of the next constant (its index, as text) into buf; returns the index. */
+static uint32_t const_key(builder_t *b, char buf[16], const char **key)
 {
-  size_t n = bson_uint32_to_string(b->p->nconsts, key, buf, 16);
-  (void)n;
-  return b->p->nconsts++;
+  uint32_t k = b->p->nconsts++;
+  bson_uint32_to_string(k, key, buf, 16);
+  return k;
 }
 
-static uint32_t const_int(builder_t *b, int64_t v)
+/* The index of the constant just appended, or a failure when libbson refused it. */
+static uint32_t const_done(builder_t *b, uint32_t k, bool appended)
 {
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_int64(b->p->consts, key, -1, v))
+  if (!appended)
     fail(b, ZQL_E_UNSUPPORTED, "too many constants");
   return k;
 }
 
-static uint32_t const_double(builder_t *b, double v)
-{
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_double(b->p->consts, key, -1, v))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
-}
+#define CONST_ADD(b, APPEND, ...)                                                        \
+  char kbuf_[16];                                                                        \
+  const char *key_;                                                                      \
+  uint32_t k_ = const_key((b), kbuf_, &key_);                                            \
+  return const_done((b), k_, APPEND((b)->p->consts, key_, -1, __VA_ARGS__))
 
+static uint32_t const_int(builder_t *b, int64_t v) { CONST_ADD(b, bson_append_int64, v); }
+static uint32_t const_double(builder_t *b, double v) { CONST_ADD(b, bson_append_double, v); }
+static uint32_t const_bool(builder_t *b, bool v) { CONST_ADD(b, bson_append_bool, v); }
+static uint32_t const_date(builder_t *b, int64_t ms) { CONST_ADD(b, bson_append_date_time, ms); }
 static uint32_t const_str(builder_t *b, const char *s, uint32_t len)
 {
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_utf8(b->p->consts, key, -1, s, (int)len))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
+  CONST_ADD(b, bson_append_utf8, s, (int)len);
 }
-
-static uint32_t const_bool(builder_t *b, bool v)
-{
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_bool(b->p->consts, key, -1, v))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
-}
-
-static uint32_t const_null(builder_t *b)
-{
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_null(b->p->consts, key, -1))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
-}
-
-static uint32_t const_date(builder_t *b, int64_t ms)
-{
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_date_time(b->p->consts, key, -1, ms))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
-}
-
 static uint32_t const_regex(builder_t *b, const char *pattern, const char *flags)
 {
-  char buf[16];
-  const char *key;
-  uint32_t k = const_begin(b, &key, buf);
-  if (!bson_append_regex(b->p->consts, key, -1, pattern, flags ? flags : ""))
-    fail(b, ZQL_E_UNSUPPORTED, "too many constants");
-  return k;
+  CONST_ADD(b, bson_append_regex, pattern, flags ? flags : "");
 }
+static uint32_t const_null(builder_t *b)
+{
+  char kbuf[16];
+  const char *key;
+  uint32_t k = const_key(b, kbuf, &key);
+  return const_done(b, k, bson_append_null(b->p->consts, key, -1));
+}
+#undef CONST_ADD
 
 /* {==== EXPLAIN text of expressions ====================================================== */
 
