@@ -109,6 +109,14 @@ void zql_vm_free(zql_vm_t *vm);
 /* Run one program over vm->regs (map) or regs (final). Returns 0 or ZQL_E_NOMEM. */
 int zql_vm_exec(zql_vm_t *vm, const zql_prog_t *prog, zql_val_t *regs, uint32_t table);
 void zql_errtab_add(zql_errtab_t *t, const char *msg, uint64_t n);
+/* The saved states of one state block of table t as a DOC value (bytes in arena): under
+ * each column that is exactly one aggregator call, that call's state (shared quantile
+ * sketches under each of their columns); then every other slot that is no alias under
+ * "#<slot>" (# cannot start a ZQL name), so the document restores the whole block.
+ * exec/run.c. */
+int32_t zql_state_column(const zql_ptable_t *pt, uint32_t slot); /* column of slot, or -1 */
+int zql_save_states(const zql_xplan_t *x, uint32_t t, const unsigned char *acc,
+                    zql_arena_t *arena, zql_val_t *out);
 
 /* Fill the extraction registers from one event (extract.c). */
 void zql_extract(zql_vm_t *vm, const zql_event_t *ev);

@@ -848,27 +848,50 @@ static int finish_group(run_t *r, uint32_t t, zql_vm_t *vm, zql_val_t *regs, row
     if (!zql_val_copy(out->arena, &regs[r->p->order[i].reg], &row.v[e++]))
       return ZQL_E_NOMEM;
   row.state = zql_val_missing();
-  if (r->o->keep_states) {
-    const zql_aggslots_t *sl = &r->x->slots[t];
-    bson_t d = BSON_INITIALIZER, one;
-    for (uint32_t c = 0; c < pt->ncols && !rc; c++) {
-      int32_t k = pt->cols[c].slot;
-      if (k < 0 || (uint32_t)k >= sl->n)
-        continue;
-      bson_append_document_begin(&d, pt->cols[c].name, -1, &one);
-      rc = sl->defs[k]->save(acc + sl->offset[k], &one);
-      bson_append_document_end(&d, &one);
-    }
-    uint8_t *m = rc ? NULL : zql_arena_alloc(out->arena, d.len);
-    if (m) {
-      memcpy(m, bson_get_data(&d), d.len);
-      row.state = zql_val_doc(m, d.len, false);
-    }
-    bson_destroy(&d);
-    if (rc || !m)
-      return rc ? rc : ZQL_E_NOMEM;
-  }
+  if (r->o->keep_states && (rc = zql_save_states(r->x, t, acc, out->arena, &row.state)) != 0)
+    return rc;
   return rows_push(out, &row);
+}
+
+int32_t zql_state_column(const zql_ptable_t *pt, uint32_t slot)
+{
+  for (uint32_t c = 0; c < pt->ncols; c++)
+    if (pt->cols[c].slot == (int32_t)slot)
+      return (int32_t)c;
+  return -1;
+}
+
+int zql_save_states(const zql_xplan_t *x, uint32_t t, const unsigned char *acc,
+                    zql_arena_t *arena, zql_val_t *out)
+{
+  const zql_ptable_t *pt = &x->plan->tables[t];
+  const zql_aggslots_t *sl = &x->slots[t];
+  bson_t d = BSON_INITIALIZER, one;
+  int rc = 0;
+  for (uint32_t c = 0; c < pt->ncols && !rc; c++) {
+    int32_t k = pt->cols[c].slot;
+    if (k < 0 || (uint32_t)k >= sl->n)
+      continue;
+    bson_append_document_begin(&d, pt->cols[c].name, -1, &one);
+    rc = sl->defs[k]->save(acc + sl->offset[k], &one);
+    bson_append_document_end(&d, &one);
+  }
+  for (uint32_t k = 0; k < sl->n && !rc; k++) {
+    if (sl->alias[k] || zql_state_column(pt, k) >= 0)
+      continue;
+    char hidden[16];
+    snprintf(hidden, sizeof hidden, "#%" PRIu32, k);
+    bson_append_document_begin(&d, hidden, -1, &one);
+    rc = sl->defs[k]->save(acc + sl->offset[k], &one);
+    bson_append_document_end(&d, &one);
+  }
+  uint8_t *m = rc ? NULL : zql_arena_alloc(arena, d.len);
+  if (m) {
+    memcpy(m, bson_get_data(&d), d.len);
+    *out = zql_val_doc(m, d.len, false);
+  }
+  bson_destroy(&d);
+  return rc ? rc : m ? 0 : ZQL_E_NOMEM;
 }
 
 static int reduce_task(void *arg, uint32_t task, uint32_t worker)

@@ -121,6 +121,16 @@ typedef struct zql_rows_input zql_rows_input_t;
 int zql_rows_input_new(const zql_result_table_t *t, zql_input_t *in, zql_rows_input_t **out);
 void zql_rows_input_free(zql_rows_input_t *ri);
 
+/* Incremental commits (runtime/incr.c): merge n saved state documents (the keep_states
+ * layout: {column: state, "#slot": state}, exec/run.c zql_save_states) into one group of
+ * output table t with key values keys, run t's final program, and return its ncols column
+ * values and the merged states (same layout) with bytes in arena. A missing slot counts
+ * as the empty state. ZQL_E_CORRUPT with a message for a state that does not load or
+ * whose kind or parameters differ (R11); ZQL_E_NOMEM. */
+int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
+                        const bson_t *const *states, size_t n, zql_arena_t *arena,
+                        zql_val_t *cols, zql_val_t *state, zql_strbuf_t *err);
+
 /* Bind a plan for execution: constants as values, scalar functions prepared (regexes
  * compiled, zones loaded), aggregators looked up, now() fixed. ZQL_E_BAD_PLAN or
  * ZQL_E_NOMEM with a message. */

@@ -81,6 +81,7 @@ typedef struct builder {
   uint32_t skip_target;   /* UINT32_MAX: end of program (patched at the end) */
   const zql_node_t *forced_for; /* map-form for variable owner while compiling */
   zql_prog_t *regs;       /* whose register counter newreg uses (NULL: prog's) */
+  bool incremental;       /* zql_plan_opts_t.incremental */
 } builder_t;
 
 static void fail(builder_t *b, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
@@ -1724,6 +1725,7 @@ static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
 {
   zql_plan_t *p = b->p;
   b->table = t;
+  p->tables[t].bucket_col = p->tables[t].bucket = p->tables[t].count_slot = -1;
   uint16_t kbase = newreg(b, (uint16_t)(nkeys ? nkeys : 1));
   for (uint32_t i = 0; i < nkeys && !b->err; i++) {
     const zql_node_t *k = knode ? knode[i] : NULL;
@@ -1745,6 +1747,10 @@ static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
       emit(b, ZQL_I_SESSION, 0, r, e, ts, (uint32_t)st);
     } else {
       r = expr(b, kexpr[i]);
+      if (kexpr[i]->kind == ZQL_N_BUCKET && p->tables[t].bucket_col < 0 && !b->err) {
+        p->tables[t].bucket_col = (int32_t)i; /* the output's b and tz (R16) */
+        p->tables[t].bucket = (int32_t)p->nbuckets - 1;
+      }
     }
     skip_jump(b, ZQL_I_CHKERR, r);
     if (k && k->u.key.skip_null)
@@ -1781,6 +1787,22 @@ static void feed_table(builder_t *b, uint32_t t, zql_node_t *const *kexpr,
       zql_strbuf_addf(aggtext, " where %s", node_text(b, it->u.aggitem.filter));
     for (uint32_t j = before; j < tab->naggs; j++)
       p->nondet |= tab->aggs[j].nondet;
+  }
+  if (b->incremental && !tab->intermediate && !b->err) {
+    /* rows per group, kept with the stored states: how many late events a late partial
+     * brings (R13's _late counter) */
+    zql_pagg_t a = {0};
+    a.func = "count";
+    a.text = "count()";
+    a.reducer = -1;
+    a.share = -1;
+    int slot = new_slot(b, &a);
+    if (b->err)
+      return;
+    uint16_t r = newreg(b, 1);
+    emit(b, ZQL_I_LOADK, 0, r, 0, 0, const_bool(b, true));
+    emit(b, ZQL_I_ADDAGG, 0, t, r, 1, (uint32_t)slot);
+    p->tables[t].count_slot = slot;
   }
 }
 
@@ -1819,6 +1841,7 @@ static void session_tables(builder_t *b, const zql_node_t *s, uint32_t first)
     tab->prepass = true;
     tab->nkeys = 1;
     tab->having_reg = -1;
+    tab->bucket_col = tab->bucket = tab->count_slot = -1;
     tab->into = "";
     zql_pagg_t a = {0};
     a.func = "sessions";
@@ -2092,6 +2115,7 @@ static uint32_t table_index(builder_t *b, const zql_node_t *decl)
   t->name = bstrdup(b, decl->u.table.name);
   t->nkeys = decl->u.table.fields.n;
   t->having_reg = -1;
+  t->bucket_col = t->bucket = t->count_slot = -1;
   /* the table's reducer: its call written without the emitted value (see funclist.h) */
   const zql_node_t *rc = decl->u.table.reducer;
   zql_pagg_t a = {0};
@@ -2301,6 +2325,16 @@ static void options(builder_t *b, const zql_node_t *s)
       break;
     case ZQL_OPT_MODE: p->mode = bstrdup(b, o->u.option.ident); break;
     case ZQL_OPT_ON_ERROR: p->strict = o->u.option.ident && strcmp(o->u.option.ident, "fail") == 0; break;
+    case ZQL_OPT_LATENESS:
+      const_int_of(b, o->u.option.value, &p->lateness_ms);
+      if (o->u.option.ident)
+        p->late = bstrdup(b, o->u.option.ident);
+      if (o->u.option.str)
+        p->sidecar = bstrdup(b, o->u.option.str);
+      break;
+    case ZQL_OPT_SETTLE: const_int_of(b, o->u.option.value, &p->settle_ms); break;
+    case ZQL_OPT_RETAIN: const_int_of(b, o->u.option.value, &p->retain_ms); break;
+    case ZQL_OPT_SCHEDULE: p->schedule = span_text(b, o->span); break;
     case ZQL_OPT_PARTITIONS: {
       int64_t v;
       if (const_int_of(b, o->u.option.value, &v) && v >= 1 && v <= 4096)
@@ -2365,6 +2399,8 @@ zql_plan_t *zql_plan_new_empty(void)
   p->limit = -1;
   p->offset = -1;
   p->partitions = 8;
+  p->late = "merge";
+  p->retain_ms = -1;
   return p;
 }
 
@@ -2397,6 +2433,7 @@ int zql_plan_build(const zql_source_t *src, const zql_node_t *stmt,
   b.prog = &p->map;
   b.skip_target = UINT32_MAX;
   p->partitions = opts->partitions ? opts->partitions : 8;
+  p->incremental = b.incremental = opts->incremental;
   p->is_query = stmt->kind == ZQL_N_QUERY;
   p->name = bstrdup(&b, stmt->kind == ZQL_N_AGGREGATE ? stmt->u.query.name : "query");
   if (src)

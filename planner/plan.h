@@ -33,7 +33,7 @@
 #include "parser/ast.h"
 #include "runtime/base/arena.h"
 
-#define ZQL_PLAN_FORMAT 1 /* version of the serialized plan (.zqlc) */
+#define ZQL_PLAN_FORMAT 2 /* version of the serialized plan (.zqlc) */
 
 typedef enum zql_opcode {
 #define ZQL_OP(name, doc) ZQL_I_##name,
@@ -160,6 +160,11 @@ typedef struct zql_ptable {
   int64_t rank_limit;
   uint32_t *rank_within;  /* column indexes */
   uint32_t nrank_within;
+  /* the results store (runtime/incr.c) */
+  int32_t bucket_col;     /* the first key column that is a time bucket (output field b), or -1 */
+  int32_t bucket;         /* its bucket spec in plan->buckets, or -1 */
+  int32_t count_slot;     /* plans built with opts.incremental: a hidden count() slot (events
+                             per group, for _late), or -1 */
 } zql_ptable_t;
 
 /* A time bound pushed into the scan: none, an absolute instant, or now() + offset. */
@@ -230,6 +235,13 @@ typedef struct zql_plan {
   const char *mode;          /* "reduce" by default */
   bool strict;               /* on_error fail */
   bool nondet;               /* some aggregator is split-dependent (topk) */
+  bool incremental;          /* built for the results store (zql_plan_opts_t.incremental) */
+  int64_t lateness_ms;       /* `lateness d` (R13), 0 when not written */
+  const char *late;          /* late policy: "merge" (default), "drop", "sidecar" */
+  const char *sidecar;       /* `late sidecar "coll"`: the collection, else NULL */
+  int64_t settle_ms;         /* `settle d` (R12), 0 by default */
+  int64_t retain_ms;         /* `retain d` (R19), -1: keep outputs forever */
+  const char *schedule;      /* the schedule clause as written (R18), or NULL */
 
   /* EXPLAIN */
   zql_plnode_t *logical;

@@ -239,6 +239,9 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
     }
     bson_append_array_end(&e, &f);
     bson_append_int32(&e, "having", -1, t->having_reg);
+    bson_append_int32(&e, "bcol", -1, t->bucket_col);
+    bson_append_int32(&e, "bucket", -1, t->bucket);
+    bson_append_int32(&e, "nslot", -1, t->count_slot);
     if (t->has_rank) {
       bson_t rd, wd;
       bson_append_document_begin(&e, "rank", -1, &rd);
@@ -273,6 +276,13 @@ int zql_plan_to_bson(const zql_plan_t *p, bson_t *d)
   put_str(d, "mode", p->mode);
   bson_append_bool(d, "strict", -1, p->strict);
   bson_append_bool(d, "nondet", -1, p->nondet);
+  bson_append_bool(d, "incremental", -1, p->incremental);
+  bson_append_int64(d, "lateness", -1, p->lateness_ms);
+  put_str(d, "late", p->late);
+  put_str(d, "sidecar", p->sidecar);
+  bson_append_int64(d, "settle", -1, p->settle_ms);
+  bson_append_int64(d, "retain", -1, p->retain_ms);
+  put_str(d, "schedule", p->schedule);
   bson_append_array_begin(d, "logical", -1, &a);
   uint32_t li = 0;
   for (const zql_plnode_t *l = p->logical; l; l = l->child) {
@@ -869,6 +879,12 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
         }
       }
       t->having_reg = (int32_t)get_int(&r, &e, "having", -1, t->final.nregs ? t->final.nregs - 1 : -1);
+      t->bucket_col = (int32_t)get_int(&r, &e, "bcol", -1, (int64_t)t->nkeys - 1);
+      t->bucket = (int32_t)get_int(&r, &e, "bucket", -1, (int64_t)p->nbuckets - 1);
+      t->count_slot = (int32_t)get_int(&r, &e, "nslot", -1, (int64_t)t->naggs - 1);
+      if ((t->bucket_col < 0) != (t->bucket < 0) ||
+          (t->count_slot >= 0 && strcmp(t->aggs[t->count_slot].func, "count") != 0))
+        bad(&r, "bucket or count slot");
       bson_iter_t rk;
       if (find(&r, &e, "rank", &rk)) {
         bson_iter_t rd, wd;
@@ -916,6 +932,16 @@ int zql_plan_from_bson(const uint8_t *data, size_t len, zql_plan_t **out, zql_st
   p->mode = get_str(&r, &top, "mode", true);
   p->strict = get_bool(&r, &top, "strict");
   p->nondet = get_bool(&r, &top, "nondet");
+  p->incremental = get_bool(&r, &top, "incremental");
+  p->lateness_ms = get_int(&r, &top, "lateness", 0, INT64_MAX);
+  p->late = get_str(&r, &top, "late", true);
+  p->sidecar = get_str(&r, &top, "sidecar", false);
+  p->settle_ms = get_int(&r, &top, "settle", 0, INT64_MAX);
+  p->retain_ms = get_int(&r, &top, "retain", -1, INT64_MAX);
+  p->schedule = get_str(&r, &top, "schedule", false);
+  if (p->late && strcmp(p->late, "merge") != 0 && strcmp(p->late, "drop") != 0 &&
+      (strcmp(p->late, "sidecar") != 0 || !p->sidecar))
+    bad(&r, "late");
   if (enter(&r, &top, "logical", true, &a, &n)) {
     zql_plnode_t **tail = &p->logical;
     for (uint32_t i = 0; i < n && !r.bad && bson_iter_next(&a); i++) {

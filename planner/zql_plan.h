@@ -25,6 +25,8 @@
 
 typedef struct zql_plan_opts {
   uint32_t partitions; /* reduce partitions R when the statement has no `partitions` (8) */
+  bool incremental;    /* for the results store: every grouped table gets a hidden count()
+                          slot (zql_ptable_t.count_slot), whose state is kept with the rows */
 } zql_plan_opts_t;
 
 void zql_plan_opts_init(zql_plan_opts_t *o);

@@ -36,6 +36,10 @@ int zql_cmd_run(const zql_cli_t *cli, int argc, char **argv);    /* zql run */
 int zql_cmd_explain(const zql_cli_t *cli, int argc, char **argv);/* zql explain */
 int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv);/* zql compile */
 int zql_cmd_adhoc(const zql_cli_t *cli, int argc, char **argv);  /* zql -c 'QUERY' */
+int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv);    /* zql agg ... */
+
+/* A size: digits with an optional K, M, G or T (binary; "KiB", "MB" accepted). */
+bool zql_cli_parse_size(const char *s, uint64_t *out);
 
 /* A --retain value: a duration ("30d", "1w2d", "36h") sets *max_age_ms, a size ("500MB",
  * "2GiB", "1T"; K/M/G/T alone are binary) sets *max_bytes; the other is 0. 0 or -1. */

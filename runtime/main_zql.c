@@ -49,6 +49,7 @@ static const struct {
     {"run", zql_cmd_run},
     {"explain", zql_cmd_explain},
     {"compile", zql_cmd_compile},
+    {"agg", zql_cmd_agg},
 };
 
 static void usage(FILE *f)
@@ -72,6 +73,9 @@ static void usage(FILE *f)
           "  explain FILE [NAME...]       print the plans of FILE's aggregates and queries;\n"
           "                               --analyze runs them and adds per-stage figures\n"
           "  compile FILE.zql [-o F.zqlc] compile FILE's statements into a plan file\n"
+          "  agg add|list|show|drop|run|rebuild|backfill|runs\n"
+          "                               incremental aggregates in the results store\n"
+          "                               (zql agg --help)\n"
           "  -c 'QUERY; ...'              run ad-hoc queries: --format table|csv|json|ndjson,\n"
           "                               --threads N, --mem-limit SIZE, --now DATE\n"
           "\n"

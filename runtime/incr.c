@@ -1,0 +1,1684 @@
+#include "runtime/base/zql_common.h"
+/*
+ * incr.c -- incremental aggregates over the results store: definitions, runs (incremental,
+ * full, rebuild), backfill, late events, retention (runtime services; contract in
+ * runtime/incr.h, design/ZQL.md R11-R16 and R19, docs/incremental.md).
+ *
+ * Pipeline position: the top of the pipeline for stored aggregates. A run reads the
+ * catalog (the compiled plan), takes the range (lo, hi] of new events from the event log,
+ * runs the executor with keep_states, and commits the rows into the store:
+ *
+ *   reduce   merge each row's partial states into the stored document's states
+ *            (exec/refinal.c) and finalize again -- exact by R11
+ *   merge    overwrite the documents of the keys the new events touched, keep the others
+ *   upsert   recompute (over all events) exactly the documents the new events touched
+ *   replace  recompute everything into a shadow collection and swap it in (also `full`
+ *            runs of plans whose outputs cannot be merged, R14, and rebuilds, R15)
+ *
+ * Where zql differs from Zarkov (research/zarkov.md section 3): the watermark moves in the
+ * same transaction as the outputs, after them, never before the work; every document write
+ * is conditional on `_hw < hi`; runs of one aggregate hold a lock.
+ */
+#include "runtime/incr.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xxhash.h>
+
+#include "exec/zql_exec.h"
+#include "planner/zql_plan.h"
+#include "runtime/base/alloc.h"
+#include "runtime/base/error.h"
+#include "runtime/base/tz.h"
+#include "runtime/catalog.h"
+#include "runtime/evlog.h"
+#include "runtime/evlog_input.h"
+#include "runtime/outdoc.h"
+
+/* ==== small helpers ==== */
+
+static int64_t wall_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The crash-test hook (incr.h): die here, as a power cut or kill -9 would. */
+static void crash_point(const char *name)
+{
+  const char *want = getenv("ZQL_TEST_CRASH");
+  if (want && strcmp(want, name) == 0)
+    raise(SIGKILL);
+}
+
+void zql_incr_opts_init(zql_incr_opts_t *o)
+{
+  memset(o, 0, sizeof *o);
+}
+
+static size_t run_key(uint8_t *buf, const char *name, int64_t run)
+{
+  size_t n = strlen(name);
+  memcpy(buf, name, n);
+  buf[n++] = 0;
+  for (int i = 7; i >= 0; i--)
+    buf[n++] = (uint8_t)((uint64_t)run >> (8 * i));
+  return n;
+}
+
+static const char *errors_coll(char *buf, size_t size, const char *name)
+{
+  snprintf(buf, size, "zagg.%s._errors", name);
+  return buf;
+}
+
+static int64_t doc_int(const bson_t *d, const char *key, int64_t dflt)
+{
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, d, key) &&
+      (BSON_ITER_HOLDS_INT64(&it) || BSON_ITER_HOLDS_INT32(&it)))
+    return bson_iter_as_int64(&it);
+  if (bson_iter_init_find(&it, d, key) && BSON_ITER_HOLDS_DATE_TIME(&it))
+    return bson_iter_date_time(&it);
+  return dflt;
+}
+
+static const char *doc_str(const bson_t *d, const char *key)
+{
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, d, key) && BSON_ITER_HOLDS_UTF8(&it))
+    return bson_iter_utf8(&it, NULL);
+  return NULL;
+}
+
+/* ==== the aggregate being run ==== */
+
+typedef struct wm {
+  int64_t seq;       /* last committed _seq */
+  int64_t et;        /* max event time seen */
+  bool has_et;
+  int64_t run;       /* last run number */
+  int64_t swept;     /* last retention sweep (ms) */
+} wm_t;
+
+typedef struct runrec {
+  int64_t run;
+  char kind[16];
+  int64_t lo, hi;
+  char status[16];
+  int64_t started;
+  int64_t from, to, done; /* backfill: [from, to), buckets before `done` remain */
+} runrec_t;
+
+typedef struct agg {
+  zql_store_t *s;
+  const char *data_dir;
+  const char *name;
+  int lockfd;
+  zql_plan_t *plan;
+  zql_xplan_t *x;
+  zql_bucket_t *bk;        /* per table with a bucket key: its bucket spec */
+  bool rebuild_pending;
+  wm_t wm;
+  runrec_t last;           /* the last run record (run 0: none) */
+  zql_evlog_reader_t *reader;
+  const zql_incr_opts_t *o;
+  zql_incr_report_t *rep;
+  zql_strbuf_t *err;
+  int64_t now;
+} agg_t;
+
+static int lock_agg(agg_t *a)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/results/%s.lock", a->data_dir, a->name);
+  a->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (a->lockfd < 0) {
+    zql_strbuf_addf(a->err, "cannot open %s: %s", path, strerror(errno));
+    return ZQL_E_IO;
+  }
+  while (flock(a->lockfd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      zql_strbuf_addf(a->err, "cannot lock %s: %s", path, strerror(errno));
+      return ZQL_E_IO;
+    }
+  }
+  return 0;
+}
+
+static void agg_free(agg_t *a)
+{
+  if (a->lockfd >= 0)
+    close(a->lockfd); /* releases the flock */
+  zql_xplan_free(a->x);
+  zql_plan_free(a->plan);
+  zql_free(a->bk);
+  zql_evlog_reader_close(a->reader);
+}
+
+static int wm_read(zql_store_txn_t *t, const char *name, wm_t *w, zql_strbuf_t *err)
+{
+  memset(w, 0, sizeof *w);
+  bson_t d;
+  int rc = zql_store_get(t, ZQL_WM_COLL, name, strlen(name), &d, err);
+  if (rc == ZQL_STORE_NOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  w->seq = doc_int(&d, "seq", 0);
+  w->run = doc_int(&d, "run", 0);
+  w->swept = doc_int(&d, "swept", 0);
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, &d, "et") && BSON_ITER_HOLDS_DATE_TIME(&it)) {
+    w->et = bson_iter_date_time(&it);
+    w->has_et = true;
+  }
+  return 0;
+}
+
+static int wm_write(zql_store_txn_t *t, const char *name, const wm_t *w, zql_strbuf_t *err)
+{
+  bson_t d = BSON_INITIALIZER;
+  bson_append_utf8(&d, "_id", 3, name, -1);
+  bson_append_int64(&d, "seq", 3, w->seq);
+  if (w->has_et)
+    bson_append_date_time(&d, "et", 2, w->et);
+  bson_append_int64(&d, "run", 3, w->run);
+  bson_append_date_time(&d, "swept", 5, w->swept);
+  int rc = zql_store_put(t, ZQL_WM_COLL, name, strlen(name), &d, err);
+  bson_destroy(&d);
+  return rc;
+}
+
+static int run_read(zql_store_txn_t *t, const char *name, int64_t run, runrec_t *r,
+                    zql_strbuf_t *err)
+{
+  memset(r, 0, sizeof *r);
+  if (run <= 0)
+    return 0;
+  uint8_t key[300];
+  size_t kl = run_key(key, name, run);
+  bson_t d;
+  int rc = zql_store_get(t, ZQL_RUNS_COLL, key, kl, &d, err);
+  if (rc == ZQL_STORE_NOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  r->run = run;
+  snprintf(r->kind, sizeof r->kind, "%s", doc_str(&d, "kind") ? doc_str(&d, "kind") : "");
+  snprintf(r->status, sizeof r->status, "%s", doc_str(&d, "status") ? doc_str(&d, "status") : "");
+  r->lo = doc_int(&d, "lo", 0);
+  r->hi = doc_int(&d, "hi", 0);
+  r->started = doc_int(&d, "started", 0);
+  r->from = doc_int(&d, "from", 0);
+  r->to = doc_int(&d, "to", 0);
+  r->done = doc_int(&d, "done", 0);
+  return 0;
+}
+
+/* Write the run record; with a report and status "committed"/"failed" its counts too. */
+static int run_write(agg_t *a, zql_store_txn_t *t, const runrec_t *r, const char *error)
+{
+  uint8_t key[300];
+  size_t kl = run_key(key, a->name, r->run);
+  bson_t d = BSON_INITIALIZER, c;
+  bson_append_utf8(&d, "agg", 3, a->name, -1);
+  bson_append_int64(&d, "run", 3, r->run);
+  bson_append_utf8(&d, "kind", 4, r->kind, -1);
+  bson_append_int64(&d, "lo", 2, r->lo);
+  bson_append_int64(&d, "hi", 2, r->hi);
+  bson_append_utf8(&d, "status", 6, r->status, -1);
+  bson_append_date_time(&d, "started", 7, r->started);
+  if (strcmp(r->status, "started") != 0)
+    bson_append_date_time(&d, "finished", 8, wall_ms());
+  if (strcmp(r->kind, "backfill") == 0) {
+    bson_append_date_time(&d, "from", 4, r->from);
+    bson_append_date_time(&d, "to", 2, r->to);
+    bson_append_date_time(&d, "done", 4, r->done);
+  }
+  const zql_incr_report_t *p = a->rep;
+  bson_append_document_begin(&d, "counts", 6, &c);
+  bson_append_int64(&c, "events", 6, (int64_t)p->events);
+  bson_append_int64(&c, "inserted", 8, (int64_t)p->inserted);
+  bson_append_int64(&c, "updated", 7, (int64_t)p->updated);
+  bson_append_int64(&c, "unchanged", 9, (int64_t)p->unchanged);
+  bson_append_int64(&c, "deleted", 7, (int64_t)p->deleted);
+  bson_append_int64(&c, "late", 4, (int64_t)p->late);
+  bson_append_int64(&c, "dropped", 7, (int64_t)p->dropped);
+  bson_append_int64(&c, "errors", 6, (int64_t)p->errors);
+  bson_append_document_end(&d, &c);
+  if (error)
+    bson_append_utf8(&d, "error", 5, error, -1);
+  int rc = zql_store_put(t, ZQL_RUNS_COLL, key, kl, &d, a->err);
+  bson_destroy(&d);
+  return rc;
+}
+
+/* Load the catalog entry (the plan), the watermark and the last run record. */
+static int agg_load(agg_t *a)
+{
+  zql_store_txn_t *t;
+  int rc = zql_store_begin(a->s, false, &t, a->err);
+  if (rc)
+    return rc;
+  zql_catentry_t e;
+  bson_t doc;
+  rc = zql_catalog_get(t, a->name, &e, &doc, a->err);
+  if (rc == ZQL_STORE_NOTFOUND) {
+    zql_strbuf_addf(a->err, "no aggregate named '%s' in the results store (zql agg list)",
+                    a->name);
+    rc = ZQL_E_NO_AGG;
+  }
+  if (!rc) {
+    bson_iter_t it;
+    a->rebuild_pending = bson_iter_init_find(&it, &doc, "rebuild") &&
+                         BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
+    rc = zql_plan_from_bson(e.plan, e.plan_len, &a->plan, a->err);
+  }
+  if (!rc)
+    rc = wm_read(t, a->name, &a->wm, a->err);
+  if (!rc)
+    rc = run_read(t, a->name, a->wm.run, &a->last, a->err);
+  zql_store_abort(t);
+  if (rc)
+    return rc;
+  if ((rc = zql_xplan_prepare(a->plan, a->now, &a->x, a->err)) != 0)
+    return rc;
+  a->bk = zql_calloc(a->plan->ntables ? a->plan->ntables : 1, sizeof *a->bk);
+  if (!a->bk)
+    return ZQL_E_NOMEM;
+  for (uint32_t i = 0; i < a->plan->ntables; i++) {
+    const zql_ptable_t *pt = &a->plan->tables[i];
+    if (pt->bucket < 0)
+      continue;
+    const zql_pbucket_t *b = &a->plan->buckets[pt->bucket];
+    if ((rc = zql_bucket_setup(&a->bk[i], b->unit, b->every, b->tz, b->week_start, b->origin,
+                               a->err)) != 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int open_log(agg_t *a)
+{
+  if (a->reader)
+    return 0;
+  char path[4096];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/events", a->data_dir);
+  if (stat(path, &st) != 0) {
+    zql_strbuf_addf(a->err, "no event log in %s", a->data_dir);
+    return ZQL_E_IO;
+  }
+  return zql_evlog_reader_open(a->data_dir, &a->reader, a->err);
+}
+
+/* Whether stored outputs can absorb new events by merging states (R11); otherwise every
+ * run recomputes (R14). */
+static bool mergeable(const zql_plan_t *p)
+{
+  if (p->source_agg || p->limit >= 0 || p->norder)
+    return false;
+  for (uint32_t i = 0; i < p->ntables; i++) {
+    const zql_ptable_t *t = &p->tables[i];
+    if (t->intermediate || t->prepass || t->has_rank || t->having_reg >= 0)
+      return false;
+  }
+  for (uint32_t i = 0; i < p->nreducers; i++)
+    if (!p->reducers[i].has_merge)
+      return false;
+  return true;
+}
+
+static bool is_output(const zql_ptable_t *t)
+{
+  return !t->intermediate && !t->prepass;
+}
+
+/* ==== execution ==== */
+
+static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_hi,
+                   zql_result_t **res)
+{
+  int rc = open_log(a);
+  if (rc)
+    return rc;
+  zql_input_t in;
+  zql_evlog_input(a->reader, &in);
+  in.lo = lo;
+  in.hi = hi;
+  zql_run_opts_t ro;
+  zql_run_opts_init(&ro);
+  ro.keep_states = true;
+  ro.threads = a->o->threads ? a->o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+  if (ro.threads < 1)
+    ro.threads = 1;
+  ro.mem_limit = a->o->mem_limit;
+  ro.ts_lo = ts_lo;
+  ro.ts_hi = ts_hi;
+  char tmp[4096];
+  if (a->o->tmp_dir) {
+    ro.tmp_dir = a->o->tmp_dir;
+  } else {
+    snprintf(tmp, sizeof tmp, "%s/tmp", a->data_dir);
+    if (mkdir(tmp, 0700) == 0 || errno == EEXIST)
+      ro.tmp_dir = tmp;
+  }
+  rc = zql_exec_run(a->x, &in, &ro, res, a->err);
+  if (rc)
+    return rc;
+  a->rep->events += (*res)->counters.events;
+  /* on_error fail (R5): an ERROR row or cell aborts the run before commit */
+  if (a->plan->strict) {
+    const zql_result_t *r = *res;
+    uint64_t cells = 0;
+    for (uint32_t t = 0; t < r->ntables; t++)
+      for (uint32_t c = 0; c < r->tables[t].ncols; c++)
+        cells += r->tables[t].error_cells[c];
+    if (r->counters.nerrors || cells) {
+      zql_strbuf_addf(a->err, "%s: on_error fail: %s%s", a->name,
+                      r->counters.nerrors ? r->counters.errors[0].msg : "",
+                      r->counters.nerrors ? "" : "an aggregate yielded ERROR");
+      zql_result_free(*res);
+      *res = NULL;
+      return ZQL_E_RUN_FAILED;
+    }
+  }
+  return 0;
+}
+
+/* The largest event time of (lo, hi] (frame timestamps: R13's watermark). */
+static int max_event_time(agg_t *a, int64_t lo, int64_t hi, int64_t *tmax, bool *any)
+{
+  *any = false;
+  int rc = open_log(a);
+  if (rc)
+    return rc;
+  zql_evlog_range_t rg;
+  zql_evlog_range_all(&rg);
+  rg.seq_lo = lo;
+  rg.seq_hi = hi;
+  zql_evlog_cursor_t *c;
+  if ((rc = zql_evlog_cursor_open(a->reader, &rg, &c, a->err)) != 0)
+    return rc;
+  zql_evlog_view_t v[256];
+  int n;
+  while ((n = zql_evlog_cursor_next(c, v, ZQL_ARRAY_LEN(v), a->err)) > 0) {
+    for (int i = 0; i < n; i++)
+      if (!*any || v[i].ts > *tmax) {
+        *tmax = v[i].ts;
+        *any = true;
+      }
+    zql_evlog_cursor_release(c, 8u << 20);
+  }
+  zql_evlog_cursor_close(c);
+  return n < 0 ? n : 0;
+}
+
+/* The rows of a result's output tables, sorted by store id. */
+typedef struct orow {
+  uint32_t t;           /* result table */
+  uint64_t r;           /* row */
+  size_t off, len;      /* id bytes in ids.buf */
+  const uint8_t *id;    /* ids.buf + off, once every id is rendered */
+} orow_t;
+
+typedef struct rowset {
+  orow_t *v;
+  size_t n;
+  zql_strbuf_t ids;
+} rowset_t;
+
+static const uint8_t *row_id(const rowset_t *rs, const orow_t *o)
+{
+  (void)rs;
+  return o->id;
+}
+
+static int orow_cmp(const void *x, const void *y)
+{
+  const orow_t *a = x, *b = y;
+  if (a->t != b->t)
+    return a->t < b->t ? -1 : 1;
+  size_t n = a->len < b->len ? a->len : b->len;
+  int c = n ? memcmp(a->id, b->id, n) : 0;
+  return c ? c : a->len < b->len ? -1 : a->len > b->len ? 1 : 0;
+}
+
+static void rowset_free(rowset_t *rs)
+{
+  zql_free(rs->v);
+  zql_strbuf_release(&rs->ids);
+}
+
+/* Render every row's id; refuse ids that are too long or shared by two groups. */
+static int rowset_build(agg_t *a, const zql_result_t *res, rowset_t *rs)
+{
+  memset(rs, 0, sizeof *rs);
+  size_t n = 0;
+  for (uint32_t t = 0; t < res->ntables; t++)
+    n += res->tables[t].nrows;
+  rs->v = zql_calloc(n ? n : 1, sizeof *rs->v);
+  if (!rs->v)
+    return ZQL_E_NOMEM;
+  /* result tables are the plan's output tables in order */
+  uint32_t pt = 0;
+  for (uint32_t t = 0; t < res->ntables; t++, pt++) {
+    while (pt < a->plan->ntables && !is_output(&a->plan->tables[pt]))
+      pt++;
+    const zql_result_table_t *rt = &res->tables[t];
+    for (uint64_t r = 0; r < rt->nrows; r++) {
+      orow_t *o = &rs->v[rs->n++];
+      o->t = t;
+      o->r = r;
+      o->off = rs->ids.len;
+      zql_outdoc_id(&rs->ids, a->plan, pt, &rt->vals[r * rt->ncols]);
+      o->len = rs->ids.len - o->off;
+      if (o->len == 0 || o->len > ZQL_STORE_MAX_ID) {
+        zql_strbuf_addf(a->err, "%s: the _id of a group is %s (%zu bytes; at most %d): "
+                        "shorten the key template", a->name, o->len ? "too long" : "empty",
+                        o->len, ZQL_STORE_MAX_ID);
+        return ZQL_E_RUN_FAILED;
+      }
+    }
+  }
+  if (rs->ids.oom)
+    return ZQL_E_NOMEM;
+  for (size_t i = 0; i < rs->n; i++)
+    rs->v[i].id = (const uint8_t *)rs->ids.buf + rs->v[i].off;
+  qsort(rs->v, rs->n, sizeof *rs->v, orow_cmp);
+  for (size_t i = 1; i < rs->n; i++)
+    if (rs->v[i].t == rs->v[i - 1].t && rs->v[i].len == rs->v[i - 1].len &&
+        memcmp(row_id(rs, &rs->v[i]), row_id(rs, &rs->v[i - 1]), rs->v[i].len) == 0) {
+      zql_strbuf_addf(a->err, "%s: two groups have the same _id '%.*s': the key template "
+                      "must name every key", a->name, (int)rs->v[i].len,
+                      (const char *)row_id(rs, &rs->v[i]));
+      return ZQL_E_RUN_FAILED;
+    }
+  return 0;
+}
+
+/* The plan table of result table t. */
+static uint32_t plan_table(const agg_t *a, uint32_t t)
+{
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < a->plan->ntables; i++)
+    if (is_output(&a->plan->tables[i]) && k++ == t)
+      return i;
+  return 0;
+}
+
+/* The hidden count of a row's partial states (events in the group), or 1. */
+static int64_t row_events(const zql_ptable_t *pt, const zql_val_t *state)
+{
+  if (pt->count_slot < 0 || state->t != ZQL_V_DOC)
+    return 1;
+  char key[16];
+  snprintf(key, sizeof key, "#%" PRId32, pt->count_slot);
+  bson_t d;
+  bson_iter_t it, in;
+  if (!bson_init_static(&d, state->u.p, state->len) || !bson_iter_init_find(&it, &d, key) ||
+      !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &in) ||
+      !bson_iter_find(&in, "n") || !BSON_ITER_HOLDS_INT64(&in))
+    return 1;
+  return bson_iter_int64(&in);
+}
+
+/* Put the document of a row with its meta. */
+static int put_row(agg_t *a, zql_store_txn_t *txn, const char *coll, uint32_t pt,
+                   const zql_val_t *row, const zql_val_t *state, const uint8_t *id,
+                   size_t idlen, const zql_outdoc_meta_t *meta)
+{
+  bson_t d = BSON_INITIALIZER;
+  int rc = zql_outdoc_build(&d, a->plan, pt, row, state, (const char *)id, idlen, meta)
+               ? zql_store_put(txn, coll, id, idlen, &d, a->err)
+               : ZQL_E_NOMEM;
+  bson_destroy(&d);
+  return rc;
+}
+
+/* A stored document with new bookkeeping fields (late drops change only _late, _hw). */
+static int put_meta(zql_store_txn_t *txn, const char *coll, const uint8_t *id, size_t idlen,
+                    const bson_t *old, const zql_outdoc_meta_t *meta, zql_strbuf_t *err)
+{
+  bson_t d = BSON_INITIALIZER;
+  bson_iter_t it;
+  if (bson_iter_init(&it, old))
+    while (bson_iter_next(&it)) {
+      const char *k = bson_iter_key(&it);
+      if (strcmp(k, "_hw") && strcmp(k, "_rev") && strcmp(k, "_late"))
+        bson_append_iter(&d, k, -1, &it);
+    }
+  bson_append_int64(&d, "_hw", 3, meta->hw);
+  bson_append_int64(&d, "_rev", 4, meta->rev);
+  bson_append_int64(&d, "_late", 5, meta->late);
+  int rc = zql_store_put(txn, coll, id, idlen, &d, err);
+  bson_destroy(&d);
+  return rc;
+}
+
+/* Add the run's ERROR counts to zagg.NAME._errors (R5). */
+static int add_errors(agg_t *a, zql_store_txn_t *txn, const char *coll, const zql_result_t *res)
+{
+  for (uint32_t i = 0; i < res->counters.nerrors; i++) {
+    const zql_errcount_t *e = &res->counters.errors[i];
+    size_t len = strlen(e->msg);
+    if (len == 0 || len > ZQL_STORE_MAX_ID)
+      len = len ? ZQL_STORE_MAX_ID : 0;
+    const char *id = len ? e->msg : "error";
+    size_t idlen = len ? len : 5;
+    bson_t old;
+    int64_t n = (int64_t)e->n;
+    int rc = zql_store_get(txn, coll, id, idlen, &old, a->err);
+    if (rc == 0)
+      n += doc_int(&old, "n", 0);
+    else if (rc != ZQL_STORE_NOTFOUND)
+      return rc;
+    bson_t d = BSON_INITIALIZER;
+    bson_append_utf8(&d, "_id", 3, id, (int)idlen);
+    bson_append_int64(&d, "n", 1, n);
+    rc = zql_store_put(txn, coll, id, idlen, &d, a->err);
+    bson_destroy(&d);
+    if (rc)
+      return rc;
+    a->rep->errors += e->n;
+  }
+  return 0;
+}
+
+/* Retention (R19): delete documents whose bucket starts before now - retain. */
+typedef struct sweep {
+  int64_t cutoff;
+  zql_strbuf_t ids;   /* u32 length ++ id, for each document to delete */
+  uint64_t n;
+} sweep_t;
+
+static int sweep_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  sweep_t *s = arg;
+  bson_iter_t it;
+  if (bson_iter_init_find(&it, doc, "b") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
+      bson_iter_date_time(&it) < s->cutoff) {
+    uint32_t l = (uint32_t)idlen;
+    zql_strbuf_add(&s->ids, &l, sizeof l);
+    zql_strbuf_add(&s->ids, id, idlen);
+    s->n++;
+  }
+  return 0;
+}
+
+static int sweep_coll(agg_t *a, zql_store_txn_t *txn, const char *coll, int64_t cutoff)
+{
+  sweep_t s = {cutoff, ZQL_STRBUF_INIT, 0};
+  int rc = zql_store_scan(txn, coll, NULL, 0, NULL, 0, sweep_visit, &s, a->err);
+  if (!rc && s.ids.oom)
+    rc = ZQL_E_NOMEM;
+  for (size_t off = 0; !rc && off < s.ids.len;) {
+    uint32_t l;
+    memcpy(&l, s.ids.buf + off, sizeof l);
+    off += sizeof l;
+    rc = zql_store_del(txn, coll, s.ids.buf + off, l, a->err);
+    if (rc == ZQL_STORE_NOTFOUND)
+      rc = 0;
+    off += l;
+  }
+  if (!rc)
+    a->rep->deleted += s.n;
+  zql_strbuf_release(&s.ids);
+  return rc;
+}
+
+static int retention(agg_t *a, zql_store_txn_t *txn, wm_t *w, bool force)
+{
+  const int64_t every = 3600 * 1000; /* sweep at most once an hour: it scans every doc */
+  if (a->plan->retain_ms < 0 || (!force && w->swept && a->now - w->swept < every))
+    return 0;
+  for (uint32_t i = 0; i < a->plan->ntables; i++) {
+    const zql_ptable_t *pt = &a->plan->tables[i];
+    if (!is_output(pt) || pt->bucket_col < 0)
+      continue;
+    int rc = sweep_coll(a, txn, pt->into, a->now - a->plan->retain_ms);
+    if (rc)
+      return rc;
+  }
+  w->swept = a->now;
+  return 0;
+}
+
+/* ==== the kinds of runs ==== */
+
+/* Commit one incremental run (modes reduce and merge) in one transaction. */
+static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, int64_t tmax,
+                              bool any)
+{
+  rowset_t rs;
+  int rc = rowset_build(a, res, &rs);
+  if (rc) {
+    rowset_free(&rs);
+    return rc;
+  }
+  crash_point("before-commit");
+  bool reduce = strcmp(a->plan->mode, "reduce") == 0;
+  /* R13: buckets that ended at or before W = max event time seen - lateness are closed */
+  bool track_late = a->wm.has_et;
+  int64_t W = a->wm.et - a->plan->lateness_ms;
+  const char *late = a->plan->late ? a->plan->late : "merge";
+  zql_arena_t *arena = zql_arena_create(NULL);
+  zql_store_txn_t *txn = NULL;
+  if (!arena)
+    rc = ZQL_E_NOMEM;
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  for (size_t i = 0; i < rs.n && !rc; i++) {
+    if (i == rs.n / 2 && i)
+      crash_point("mid-commit");
+    const orow_t *o = &rs.v[i];
+    const zql_result_table_t *rt = &res->tables[o->t];
+    uint32_t pti = plan_table(a, o->t);
+    const zql_ptable_t *pt = &a->plan->tables[pti];
+    const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+    const zql_val_t *state = &rt->state[o->r];
+    const uint8_t *id = row_id(&rs, o);
+    bson_t old;
+    int g = zql_store_get(txn, pt->into, id, o->len, &old, a->err);
+    if (g < 0) {
+      rc = g;
+      break;
+    }
+    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+    if (g == 0) {
+      zql_outdoc_read_meta(&old, &m);
+      if (m.hw >= r->hi) { /* this run was already applied to it (R12) */
+        a->rep->unchanged++;
+        continue;
+      }
+      m.hw = r->hi;
+    }
+    int64_t nlate = 0;
+    if (track_late && pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE) {
+      int64_t end;
+      if (zql_bucket_end(&a->bk[pti], row[pt->bucket_col].u.i, &end) == 0 && end <= W)
+        nlate = row_events(pt, state);
+    }
+    if (nlate && strcmp(late, "merge") != 0) {
+      /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
+      a->rep->dropped += (uint64_t)nlate;
+      if (strcmp(late, "sidecar") == 0 && a->plan->sidecar) {
+        zql_strbuf_t sid = ZQL_STRBUF_INIT;
+        zql_strbuf_add(&sid, id, o->len);
+        zql_strbuf_addf(&sid, "@%" PRId64, r->hi);
+        bson_t d = BSON_INITIALIZER;
+        bson_append_utf8(&d, "agg", 3, a->name, -1);
+        bson_append_binary(&d, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
+        bson_append_int64(&d, "lo", 2, r->lo);
+        bson_append_int64(&d, "hi", 2, r->hi);
+        bson_append_int64(&d, "n", 1, nlate);
+        zql_outdoc_meta_t none = {0, 0, 0, false};
+        bson_t body = BSON_INITIALIZER;
+        if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)id, o->len, &none))
+          bson_append_document(&d, "doc", 3, &body);
+        rc = sid.oom || sid.len > ZQL_STORE_MAX_ID
+                 ? ZQL_E_NOMEM
+                 : zql_store_put(txn, a->plan->sidecar, sid.buf, sid.len, &d, a->err);
+        bson_destroy(&body);
+        bson_destroy(&d);
+        zql_strbuf_release(&sid);
+      }
+      if (!rc && g == 0) {
+        m.late += nlate;
+        rc = put_meta(txn, pt->into, id, o->len, &old, &m, a->err);
+      }
+      continue;
+    }
+    m.late += nlate;
+    a->rep->late += (uint64_t)nlate;
+    if (g == 0 && reduce) {
+      bson_iter_t it;
+      bson_t ost;
+      const uint8_t *sd = NULL;
+      uint32_t sl = 0;
+      if (bson_iter_init_find(&it, &old, "state") && BSON_ITER_HOLDS_DOCUMENT(&it))
+        bson_iter_document(&it, &sl, &sd);
+      bson_t nst;
+      if (!sd || !bson_init_static(&ost, sd, sl) ||
+          state->t != ZQL_V_DOC || !bson_init_static(&nst, state->u.p, state->len)) {
+        zql_strbuf_addf(a->err, "%s: stored document '%.*s' in %s has no saved states",
+                        a->name, (int)o->len, (const char *)id, pt->into);
+        rc = ZQL_E_CORRUPT;
+        break;
+      }
+      const bson_t *sts[2] = {&ost, &nst};
+      zql_val_t *cols = zql_arena_alloc(arena, pt->ncols * sizeof *cols + 1);
+      zql_val_t merged;
+      if (!cols) {
+        rc = ZQL_E_NOMEM;
+        break;
+      }
+      zql_strbuf_t e = ZQL_STRBUF_INIT;
+      rc = zql_exec_refinalize(a->x, pti, row, sts, 2, arena, cols, &merged, &e);
+      if (rc) {
+        zql_strbuf_addf(a->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
+                        (const char *)id, pt->into, e.buf ? e.buf : "");
+        zql_strbuf_release(&e);
+        break;
+      }
+      zql_strbuf_release(&e);
+      m.rev++;
+      rc = put_row(a, txn, pt->into, pti, cols, &merged, id, o->len, &m);
+      a->rep->updated++;
+      zql_arena_reset(arena);
+    } else {
+      if (g == 0) {
+        m.rev++;
+        a->rep->updated++;
+      } else {
+        a->rep->inserted++;
+      }
+      rc = put_row(a, txn, pt->into, pti, row, state, id, o->len, &m);
+    }
+  }
+  char ecoll[300];
+  if (!rc)
+    rc = add_errors(a, txn, errors_coll(ecoll, sizeof ecoll, a->name), res);
+  wm_t w = a->wm;
+  w.seq = r->hi;
+  w.run = r->run;
+  if (any && (!w.has_et || tmax > w.et)) {
+    w.et = tmax;
+    w.has_et = true;
+  }
+  if (!rc)
+    rc = retention(a, txn, &w, false);
+  snprintf(r->status, sizeof r->status, "committed");
+  if (!rc)
+    rc = run_write(a, txn, r, NULL);
+  if (!rc)
+    rc = wm_write(txn, a->name, &w, a->err);
+  if (!rc) {
+    rc = zql_store_commit(txn, a->err);
+    txn = NULL;
+  }
+  if (txn)
+    zql_store_abort(txn);
+  zql_arena_delete(arena);
+  rowset_free(&rs);
+  if (!rc) {
+    a->wm = w;
+    crash_point("after-commit");
+  }
+  return rc;
+}
+
+static bool has_id(const rowset_t *rs, uint32_t t, const uint8_t *id, size_t len)
+{
+  size_t lo = 0, hi = rs->n;
+  orow_t key = {t, 0, 0, len, id};
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const orow_t *o = &rs->v[mid];
+    int c;
+    if (o->t != key.t) {
+      c = o->t < key.t ? -1 : 1;
+    } else {
+      size_t n = o->len < len ? o->len : len;
+      c = memcmp(row_id(rs, o), id, n);
+      if (!c)
+        c = o->len < len ? -1 : o->len > len ? 1 : 0;
+    }
+    if (c == 0)
+      return true;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return false;
+}
+
+/* mode upsert: recompute, over every event up to hi, exactly the documents the new
+ * events touched, and replace them. */
+static int run_upsert(agg_t *a, runrec_t *r)
+{
+  zql_result_t *fresh = NULL, *all = NULL;
+  rowset_t touched = {0}, rs = {0};
+  int rc = execute(a, r->lo, r->hi, INT64_MIN, INT64_MAX, &fresh);
+  if (!rc)
+    rc = rowset_build(a, fresh, &touched);
+  uint64_t events = a->rep->events;
+  if (!rc)
+    rc = execute(a, 0, r->hi, INT64_MIN, INT64_MAX, &all);
+  a->rep->events = events; /* the new events, not the recomputation's */
+  if (!rc)
+    rc = rowset_build(a, all, &rs);
+  crash_point("before-commit");
+  zql_store_txn_t *txn = NULL;
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  for (size_t i = 0; i < rs.n && !rc; i++) {
+    const orow_t *o = &rs.v[i];
+    const uint8_t *id = row_id(&rs, o);
+    if (!has_id(&touched, o->t, id, o->len))
+      continue;
+    const zql_result_table_t *rt = &all->tables[o->t];
+    uint32_t pti = plan_table(a, o->t);
+    const char *coll = a->plan->tables[pti].into;
+    bson_t old;
+    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+    int g = zql_store_get(txn, coll, id, o->len, &old, a->err);
+    if (g < 0) {
+      rc = g;
+      break;
+    }
+    if (g == 0) {
+      zql_outdoc_read_meta(&old, &m);
+      if (m.hw >= r->hi) {
+        a->rep->unchanged++;
+        continue;
+      }
+      m.hw = r->hi;
+      m.rev++;
+      a->rep->updated++;
+    } else {
+      a->rep->inserted++;
+    }
+    rc = put_row(a, txn, coll, pti, &rt->vals[o->r * rt->ncols], &rt->state[o->r], id, o->len,
+                 &m);
+  }
+  char ecoll[300];
+  if (!rc)
+    rc = add_errors(a, txn, errors_coll(ecoll, sizeof ecoll, a->name), fresh);
+  wm_t w = a->wm;
+  w.seq = r->hi;
+  w.run = r->run;
+  if (!rc)
+    rc = retention(a, txn, &w, false);
+  snprintf(r->status, sizeof r->status, "committed");
+  if (!rc)
+    rc = run_write(a, txn, r, NULL);
+  if (!rc)
+    rc = wm_write(txn, a->name, &w, a->err);
+  if (!rc) {
+    rc = zql_store_commit(txn, a->err);
+    txn = NULL;
+  }
+  if (txn)
+    zql_store_abort(txn);
+  if (!rc)
+    a->wm = w;
+  rowset_free(&touched);
+  rowset_free(&rs);
+  zql_result_free(fresh);
+  zql_result_free(all);
+  if (!rc)
+    crash_point("after-commit");
+  return rc;
+}
+
+static const char *shadow_name(char *buf, size_t size, const char *coll, int64_t run)
+{
+  snprintf(buf, size, "%s.__rebuild_%" PRId64, coll, run);
+  return buf;
+}
+
+/* full / rebuild (R15): everything up to hi into shadow collections, then one transaction
+ * swaps them in and moves the watermark. */
+static int run_full(agg_t *a, runrec_t *r)
+{
+  zql_result_t *res = NULL;
+  rowset_t rs = {0};
+  int64_t tmax = 0;
+  bool any = false;
+  int rc = execute(a, 0, r->hi, INT64_MIN, INT64_MAX, &res);
+  if (!rc)
+    rc = max_event_time(a, 0, r->hi, &tmax, &any);
+  if (!rc)
+    rc = rowset_build(a, res, &rs);
+  crash_point("before-commit");
+  char sh[600], ecoll[300], esh[600];
+  errors_coll(ecoll, sizeof ecoll, a->name);
+  shadow_name(esh, sizeof esh, ecoll, r->run);
+  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
+  zql_store_txn_t *txn = NULL;
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  /* a shadow left by an earlier attempt of this run starts over */
+  for (uint32_t i = 0; i < a->plan->ntables && !rc; i++)
+    if (is_output(&a->plan->tables[i])) {
+      rc = zql_store_drop(txn, shadow_name(sh, sizeof sh, a->plan->tables[i].into, r->run),
+                          a->err);
+      rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+    }
+  if (!rc) {
+    rc = zql_store_drop(txn, esh, a->err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+  }
+  for (size_t i = 0; i < rs.n && !rc; i++) {
+    const orow_t *o = &rs.v[i];
+    const zql_result_table_t *rt = &res->tables[o->t];
+    uint32_t pti = plan_table(a, o->t);
+    const zql_ptable_t *pt = &a->plan->tables[pti];
+    const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+    if (pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE &&
+        row[pt->bucket_col].u.i < cutoff) {
+      a->rep->deleted++; /* retained away (R19) */
+      continue;
+    }
+    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+    rc = put_row(a, txn, shadow_name(sh, sizeof sh, pt->into, r->run), pti, row,
+                 &rt->state[o->r], row_id(&rs, o), o->len, &m);
+    a->rep->inserted++;
+  }
+  if (!rc)
+    rc = add_errors(a, txn, esh, res);
+  if (!rc) {
+    rc = zql_store_commit(txn, a->err);
+    txn = NULL;
+  }
+  if (txn) {
+    zql_store_abort(txn);
+    txn = NULL;
+  }
+  crash_point(rc ? "" : "rebuild-built");
+  /* the swap */
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  for (uint32_t i = 0; i < a->plan->ntables && !rc; i++)
+    if (is_output(&a->plan->tables[i]))
+      rc = zql_store_replace_collection(
+          txn, shadow_name(sh, sizeof sh, a->plan->tables[i].into, r->run),
+          a->plan->tables[i].into, a->err);
+  if (!rc)
+    rc = zql_store_replace_collection(txn, esh, ecoll, a->err);
+  wm_t w = a->wm;
+  w.seq = r->hi;
+  w.run = r->run;
+  w.has_et = any;
+  w.et = tmax;
+  w.swept = a->now;
+  snprintf(r->status, sizeof r->status, "committed");
+  if (!rc)
+    rc = run_write(a, txn, r, NULL);
+  if (!rc)
+    rc = wm_write(txn, a->name, &w, a->err);
+  if (!rc && a->rebuild_pending) {
+    /* the definition changed with --rebuild: from now on it is the current one */
+    bson_t old, d = BSON_INITIALIZER;
+    bson_iter_t it;
+    rc = zql_store_get(txn, ZQL_CAT_COLL, a->name, strlen(a->name), &old, a->err);
+    if (!rc && bson_iter_init(&it, &old))
+      while (bson_iter_next(&it))
+        if (strcmp(bson_iter_key(&it), "rebuild") != 0)
+          bson_append_iter(&d, bson_iter_key(&it), -1, &it);
+    if (!rc)
+      rc = zql_store_put(txn, ZQL_CAT_COLL, a->name, strlen(a->name), &d, a->err);
+    bson_destroy(&d);
+  }
+  if (!rc) {
+    crash_point("rebuild-swap");
+    rc = zql_store_commit(txn, a->err);
+    txn = NULL;
+  }
+  if (txn)
+    zql_store_abort(txn);
+  if (!rc) {
+    a->wm = w;
+    a->rebuild_pending = false;
+  }
+  rowset_free(&rs);
+  zql_result_free(res);
+  if (!rc)
+    crash_point("after-commit");
+  return rc;
+}
+
+static int run_incremental(agg_t *a, runrec_t *r)
+{
+  zql_result_t *res = NULL;
+  int64_t tmax = 0;
+  bool any = false;
+  int rc = execute(a, r->lo, r->hi, INT64_MIN, INT64_MAX, &res);
+  if (!rc)
+    rc = max_event_time(a, r->lo, r->hi, &tmax, &any);
+  if (!rc)
+    rc = commit_incremental(a, r, res, tmax, any);
+  zql_result_free(res);
+  return rc;
+}
+
+/* Record a failed run (the store keeps the reason; the next run starts anew from the
+ * watermark, which did not move). */
+static void record_failure(agg_t *a, runrec_t *r)
+{
+  zql_store_txn_t *txn;
+  zql_strbuf_t e = ZQL_STRBUF_INIT;
+  snprintf(r->status, sizeof r->status, "failed");
+  if (zql_store_begin(a->s, true, &txn, &e) == 0) {
+    zql_strbuf_t *saved = a->err;
+    a->err = &e;
+    int rc = run_write(a, txn, r, saved->len ? saved->buf : "failed");
+    a->err = saved;
+    if (rc == 0)
+      zql_store_commit(txn, &e);
+    else
+      zql_store_abort(txn);
+  }
+  zql_strbuf_release(&e);
+}
+
+/* Write the run record `started` and the watermark's run number, durably. */
+static int begin_run(agg_t *a, const runrec_t *r, const wm_t *w)
+{
+  zql_store_txn_t *txn;
+  int rc = zql_store_begin(a->s, true, &txn, a->err);
+  if (rc)
+    return rc;
+  if ((rc = run_write(a, txn, r, NULL)) != 0 || (rc = wm_write(txn, a->name, w, a->err)) != 0) {
+    zql_store_abort(txn);
+    return rc;
+  }
+  return zql_store_commit(txn, a->err);
+}
+
+static int agg_open(agg_t *a, zql_store_t *s, const char *data_dir, const char *name,
+                    const zql_incr_opts_t *o, zql_incr_report_t *rep, zql_strbuf_t *err)
+{
+  memset(a, 0, sizeof *a);
+  memset(rep, 0, sizeof *rep);
+  a->s = s;
+  a->data_dir = data_dir;
+  a->name = name;
+  a->lockfd = -1;
+  a->o = o;
+  a->rep = rep;
+  a->err = err;
+  a->now = o->now_ms ? o->now_ms : wall_ms();
+  int rc = lock_agg(a);
+  return rc ? rc : agg_load(a);
+}
+
+int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool rebuild,
+                 const zql_incr_opts_t *o, zql_incr_report_t *rep, zql_strbuf_t *err)
+{
+  double t0 = mono();
+  agg_t a;
+  int rc = agg_open(&a, s, data_dir, name, o, rep, err);
+  if (rc) {
+    agg_free(&a);
+    return rc;
+  }
+  runrec_t r = {0};
+  if (a.last.run && strcmp(a.last.status, "started") == 0 &&
+      strcmp(a.last.kind, "backfill") != 0) {
+    r = a.last; /* re-executed with the same range (R12) */
+    rep->resumed = true;
+  } else {
+    if ((rc = open_log(&a)) != 0) {
+      agg_free(&a);
+      return rc;
+    }
+    int64_t hi = zql_evlog_reader_last_seq(a.reader);
+    bool full = rebuild || a.rebuild_pending || strcmp(a.plan->mode, "replace") == 0 ||
+                !mergeable(a.plan);
+    if (!rebuild && !a.rebuild_pending && hi <= a.wm.seq) {
+      agg_free(&a); /* nothing new */
+      rep->seconds = mono() - t0;
+      return 0;
+    }
+    r.run = a.wm.run + 1;
+    snprintf(r.kind, sizeof r.kind, "%s",
+             rebuild || a.rebuild_pending ? "rebuild" : full ? "full" : "incremental");
+    r.lo = full ? 0 : a.wm.seq;
+    r.hi = hi;
+    r.started = wall_ms();
+    snprintf(r.status, sizeof r.status, "started");
+    wm_t w = a.wm;
+    w.run = r.run;
+    rc = begin_run(&a, &r, &w);
+    if (rc) {
+      agg_free(&a);
+      return rc;
+    }
+    a.wm.run = r.run;
+    crash_point("after-start");
+  }
+  rep->run = r.run;
+  snprintf(rep->kind, sizeof rep->kind, "%s", r.kind);
+  rep->lo = r.lo;
+  rep->hi = r.hi;
+  if (strcmp(r.kind, "incremental") == 0)
+    rc = strcmp(a.plan->mode, "upsert") == 0 ? run_upsert(&a, &r) : run_incremental(&a, &r);
+  else
+    rc = run_full(&a, &r);
+  if (rc && rc != ZQL_E_NOMEM && rc != ZQL_E_IO)
+    record_failure(&a, &r);
+  agg_free(&a);
+  rep->seconds = mono() - t0;
+  return rc;
+}
+
+/* ==== backfill (R15) ==== */
+
+/* Whether the bucket spec of table t buckets the event's own `timestamp`: then the events
+ * of a bucket range are exactly those with frame timestamps in it, and the log prunes by
+ * time; otherwise every batch reads all events. */
+static bool bucket_of_timestamp(const zql_plan_t *p, int32_t bucket)
+{
+  for (uint32_t i = 0; i < p->map.n; i++) {
+    const zql_insn_t *in = &p->map.code[i];
+    if (in->op != ZQL_I_BUCKET || in->c != (uint32_t)bucket)
+      continue;
+    for (uint32_t e = 0; e < p->nextract; e++)
+      if (p->extract[e].reg == in->a && p->extract[e].nfields == 1 &&
+          strcmp(p->extract[e].fields[0], "timestamp") == 0)
+        return true;
+    return false;
+  }
+  return false;
+}
+
+typedef struct sidesweep {
+  const char *agg;
+  int64_t from, to;
+  zql_strbuf_t ids;
+  uint64_t n;
+} sidesweep_t;
+
+static int sidecar_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  sidesweep_t *s = arg;
+  const char *agg = doc_str(doc, "agg");
+  bson_iter_t it, b;
+  if (!agg || strcmp(agg, s->agg) != 0 || !bson_iter_init_find(&it, doc, "doc") ||
+      !BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &b) || !bson_iter_find(&b, "b") ||
+      !BSON_ITER_HOLDS_DATE_TIME(&b))
+    return 0;
+  int64_t t = bson_iter_date_time(&b);
+  if (t >= s->from && t < s->to) {
+    uint32_t l = (uint32_t)idlen;
+    zql_strbuf_add(&s->ids, &l, sizeof l);
+    zql_strbuf_add(&s->ids, id, idlen);
+    s->n++;
+  }
+  return 0;
+}
+
+/* The late partials a sidecar kept for [from, to) are now in the outputs: remove them. */
+static int sidecar_clear(agg_t *a, zql_store_txn_t *txn, int64_t from, int64_t to)
+{
+  if (!a->plan->sidecar)
+    return 0;
+  sidesweep_t s = {a->name, from, to, ZQL_STRBUF_INIT, 0};
+  int rc = zql_store_scan(txn, a->plan->sidecar, NULL, 0, NULL, 0, sidecar_visit, &s, a->err);
+  for (size_t off = 0; !rc && off < s.ids.len;) {
+    uint32_t l;
+    memcpy(&l, s.ids.buf + off, sizeof l);
+    off += sizeof l;
+    rc = zql_store_del(txn, a->plan->sidecar, s.ids.buf + off, l, a->err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+    off += l;
+  }
+  zql_strbuf_release(&s.ids);
+  return rc;
+}
+
+/* One batch: the buckets of [bs, be) recomputed from the events up to r->hi. */
+static int backfill_batch(agg_t *a, runrec_t *r, uint32_t pti, bool by_ts, int64_t bs,
+                          int64_t be)
+{
+  const zql_ptable_t *pt = &a->plan->tables[pti];
+  zql_result_t *res = NULL;
+  rowset_t rs = {0};
+  int rc = execute(a, 0, r->hi, by_ts ? bs : INT64_MIN, by_ts ? be : INT64_MAX, &res);
+  if (!rc)
+    rc = rowset_build(a, res, &rs);
+  zql_store_txn_t *txn = NULL;
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  for (size_t i = 0; i < rs.n && !rc; i++) {
+    const orow_t *o = &rs.v[i];
+    const zql_result_table_t *rt = &res->tables[o->t];
+    const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+    const zql_val_t *b = &row[pt->bucket_col];
+    if (b->t != ZQL_V_DATE || b->u.i < bs || b->u.i >= be)
+      continue; /* outside this batch (by_ts: events of the range in other buckets) */
+    bson_t old;
+    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+    int g = zql_store_get(txn, pt->into, o->id, o->len, &old, a->err);
+    if (g < 0) {
+      rc = g;
+      break;
+    }
+    if (g == 0) {
+      zql_outdoc_read_meta(&old, &m);
+      m.hw = r->hi;
+      m.rev++;
+      a->rep->updated++;
+    } else {
+      a->rep->inserted++;
+    }
+    rc = put_row(a, txn, pt->into, pti, row, &rt->state[o->r], o->id, o->len, &m);
+  }
+  if (!rc)
+    rc = sidecar_clear(a, txn, bs, be);
+  r->done = bs;
+  if (!rc)
+    rc = run_write(a, txn, r, NULL);
+  if (!rc) {
+    rc = zql_store_commit(txn, a->err);
+    txn = NULL;
+  }
+  if (txn)
+    zql_store_abort(txn);
+  rowset_free(&rs);
+  zql_result_free(res);
+  return rc;
+}
+
+int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, int64_t t1,
+                      int64_t t2, const zql_incr_opts_t *o, zql_incr_report_t *rep,
+                      zql_strbuf_t *err)
+{
+  double t0 = mono();
+  agg_t a;
+  int rc = agg_open(&a, s, data_dir, name, o, rep, err);
+  if (!rc && a.last.run && strcmp(a.last.status, "started") == 0 &&
+      strcmp(a.last.kind, "backfill") != 0) {
+    zql_strbuf_addf(err, "run %" PRId64 " of %s is unfinished: `zql agg run %s` completes it "
+                    "first", a.last.run, name, name);
+    rc = ZQL_E_USAGE;
+  }
+  /* the one output table with a time bucket key */
+  uint32_t pti = UINT32_MAX, nout = 0;
+  for (uint32_t i = 0; !rc && i < a.plan->ntables; i++)
+    if (is_output(&a.plan->tables[i])) {
+      nout++;
+      pti = i;
+    }
+  if (!rc && (nout != 1 || a.plan->tables[pti].bucket_col < 0)) {
+    zql_strbuf_addf(err, "%s has no time bucket key (bucket(...) in group by): a backfill "
+                    "recomputes buckets; `zql agg rebuild %s` recomputes everything", name, name);
+    rc = ZQL_E_USAGE;
+  }
+  if (!rc && !mergeable(a.plan)) {
+    zql_strbuf_addf(err, "%s reads events across buckets (per stages, sessions, rank, having "
+                    "or from agg): `zql agg rebuild %s` recomputes it", name, name);
+    rc = ZQL_E_USAGE;
+  }
+  if (!rc && t2 <= t1) {
+    zql_strbuf_addf(err, "backfill: --to must be after --from");
+    rc = ZQL_E_USAGE;
+  }
+  if (rc) {
+    agg_free(&a);
+    return rc;
+  }
+  runrec_t r = {0};
+  const zql_bucket_t *bk = &a.bk[pti];
+  if (a.last.run && strcmp(a.last.status, "started") == 0) {
+    r = a.last; /* finish the interrupted backfill first, from where it stopped */
+    rep->resumed = true;
+  } else {
+    int64_t from, to;
+    if (zql_bucket_start(bk, t1, &from) != 0 || zql_bucket_end(bk, t2 - 1, &to) != 0) {
+      zql_strbuf_addf(err, "backfill: the range is outside the representable times");
+      agg_free(&a);
+      return ZQL_E_USAGE;
+    }
+    if ((rc = open_log(&a)) != 0) {
+      agg_free(&a);
+      return rc;
+    }
+    /* R19: the raw events of the range must still be there */
+    int64_t first = zql_evlog_reader_first_seq(a.reader);
+    if (first > 1 && zql_evlog_reader_nsegments(a.reader) > 0) {
+      int64_t oldest = zql_evlog_reader_segment(a.reader, 0)->min_ts;
+      if (from < oldest) {
+        zql_strbuf_addf(err, "backfill of %s: the range starts before the oldest retained "
+                        "event; the log's retention removed events up to _seq %" PRId64,
+                        name, first - 1);
+        agg_free(&a);
+        return ZQL_E_RANGE_RETAINED;
+      }
+    }
+    r.run = a.wm.run + 1;
+    snprintf(r.kind, sizeof r.kind, "backfill");
+    r.lo = 0;
+    r.hi = a.wm.seq; /* never past the watermark: later events belong to the next run */
+    r.from = from;
+    r.to = to;
+    r.done = to;
+    r.started = wall_ms();
+    snprintf(r.status, sizeof r.status, "started");
+    wm_t w = a.wm;
+    w.run = r.run;
+    if ((rc = begin_run(&a, &r, &w)) != 0) {
+      agg_free(&a);
+      return rc;
+    }
+    a.wm.run = r.run;
+  }
+  rep->run = r.run;
+  snprintf(rep->kind, sizeof rep->kind, "backfill");
+  rep->lo = r.lo;
+  rep->hi = r.hi;
+  bool by_ts = bucket_of_timestamp(a.plan, a.plan->tables[pti].bucket);
+  bool first_batch = true;
+  while (!rc && r.done > r.from) {
+    int64_t bs = r.from;
+    if (by_ts && (zql_bucket_start(bk, r.done - 1, &bs) != 0 || bs < r.from))
+      bs = r.from;
+    rc = backfill_batch(&a, &r, pti, by_ts, bs, r.done);
+    if (!rc && first_batch) {
+      first_batch = false;
+      crash_point("backfill-batch");
+    }
+  }
+  if (!rc) {
+    zql_store_txn_t *txn;
+    snprintf(r.status, sizeof r.status, "committed");
+    if ((rc = zql_store_begin(s, true, &txn, err)) == 0) {
+      if ((rc = run_write(&a, txn, &r, NULL)) == 0)
+        rc = zql_store_commit(txn, err);
+      else
+        zql_store_abort(txn);
+    }
+  } else if (rc != ZQL_E_NOMEM && rc != ZQL_E_IO) {
+    record_failure(&a, &r);
+  }
+  agg_free(&a);
+  rep->seconds = mono() - t0;
+  return rc;
+}
+
+/* ==== definitions ==== */
+
+/* What decides the outputs, as text: the output collections, keys, time buckets, zones
+ * and the key template (R10: a change needs a rebuild). */
+static void identity_text(const zql_plan_t *p, zql_strbuf_t *sb)
+{
+  for (uint32_t i = 0; i < p->ntables; i++) {
+    const zql_ptable_t *t = &p->tables[i];
+    if (!is_output(t))
+      continue;
+    zql_strbuf_addf(sb, "%sinto %s keys (", i ? "; " : "", t->into);
+    for (uint32_t c = 0, k = 0; c < t->ncols; c++)
+      if (t->cols[c].is_key)
+        zql_strbuf_addf(sb, "%s%s", k++ ? ", " : "", t->cols[c].name);
+    zql_strbuf_adds(sb, ")");
+  }
+  for (uint32_t i = 0; i < p->nbuckets; i++) {
+    const zql_pbucket_t *b = &p->buckets[i];
+    zql_strbuf_addf(sb, "; bucket every %" PRId64 " %s tz %s", b->every, b->unit, b->tz);
+    if (b->week_start)
+      zql_strbuf_addf(sb, " week starts %s", b->week_start);
+    if (b->origin)
+      zql_strbuf_addf(sb, " origin %s", b->origin);
+  }
+  if (p->key_doc)
+    zql_strbuf_adds(sb, "; key doc");
+  else if (p->key_template)
+    zql_strbuf_addf(sb, "; key \"%s\"", p->key_template);
+  zql_strbuf_addf(sb, "; mode %s", p->mode);
+}
+
+/* A hash of the plan without what does not change outputs (schedule, settle, lateness,
+ * late policy, retention, partitions, EXPLAIN texts, source hash). */
+static int fingerprint(const zql_plan_t *p, int64_t *out)
+{
+  zql_plan_t c = *p; /* shallow: only scalar fields are changed below */
+  c.source_hash = 0;
+  c.schedule = NULL;
+  c.settle_ms = 0;
+  c.lateness_ms = 0;
+  c.late = "merge";
+  c.sidecar = NULL;
+  c.retain_ms = -1;
+  c.partitions = 1;
+  c.logical = NULL;
+  bson_t d = BSON_INITIALIZER;
+  int rc = zql_plan_to_bson(&c, &d);
+  if (!rc)
+    *out = (int64_t)XXH3_64bits(bson_get_data(&d), d.len);
+  bson_destroy(&d);
+  return rc;
+}
+
+int zql_incr_define(zql_store_t *s, const zql_plan_t *p, const char *file, const char *source,
+                    size_t len, bool rebuild, zql_def_status_t *status, zql_strbuf_t *err)
+{
+  if (!p->incremental || p->is_query) {
+    zql_strbuf_addf(err, "%s: not an aggregate compiled for the results store", p->name);
+    return ZQL_E_USAGE;
+  }
+  zql_strbuf_t ident = ZQL_STRBUF_INIT;
+  identity_text(p, &ident);
+  int64_t fp = 0;
+  int rc = ident.oom ? ZQL_E_NOMEM : fingerprint(p, &fp);
+  int64_t hash = (int64_t)XXH3_64bits(source, len);
+  zql_store_txn_t *t = NULL;
+  if (!rc)
+    rc = zql_store_begin(s, true, &t, err);
+  zql_catentry_t e;
+  bson_t old;
+  int g = rc ? rc : zql_catalog_get(t, p->name, &e, &old, err);
+  if (g < 0)
+    rc = g;
+  int32_t version = 1;
+  int64_t created = wall_ms();
+  bool pending = false;
+  if (!rc && g == 0) {
+    version = e.version;
+    created = e.created;
+    bson_iter_t it;
+    pending = bson_iter_init_find(&it, &old, "rebuild") && BSON_ITER_HOLDS_BOOL(&it) &&
+              bson_iter_bool(&it);
+    bool same_ident = strcmp(e.identity, ident.buf) == 0;
+    if (e.source_hash == hash && e.fingerprint == fp && same_ident && !rebuild) {
+      *status = ZQL_DEF_SAME;
+      zql_store_abort(t);
+      zql_strbuf_release(&ident);
+      return 0;
+    }
+    if ((!same_ident || e.fingerprint != fp) && !rebuild) {
+      if (!same_ident)
+        zql_strbuf_addf(err, "%s: its identity changed, from\n    %s\nto\n    %s\nthe stored "
+                        "outputs would mix both: `zql agg add --rebuild %s` rebuilds them",
+                        p->name, e.identity, ident.buf, file);
+      else
+        zql_strbuf_addf(err, "%s: what it computes changed; the stored outputs would mix "
+                        "both definitions: `zql agg add --rebuild %s` rebuilds them", p->name,
+                        file);
+      rc = ZQL_E_AGG_CHANGED;
+    } else {
+      if (!same_ident || e.fingerprint != fp || rebuild)
+        pending = true;
+      version++;
+    }
+  }
+  if (!rc) {
+    bson_t d = BSON_INITIALIZER, pd, arr;
+    bson_append_utf8(&d, "_id", 3, p->name, -1);
+    bson_append_utf8(&d, "name", 4, p->name, -1);
+    bson_append_utf8(&d, "file", 4, file, -1);
+    bson_append_utf8(&d, "source", 6, source, (int)len);
+    bson_append_int64(&d, "source_hash", -1, hash);
+    bson_init(&pd);
+    rc = zql_plan_to_bson(p, &pd);
+    bson_append_document(&d, "plan", 4, &pd);
+    bson_destroy(&pd);
+    bson_append_int64(&d, "fingerprint", -1, fp);
+    bson_append_utf8(&d, "identity", -1, ident.buf, (int)ident.len);
+    bson_append_int32(&d, "version", -1, version);
+    bson_append_array_begin(&d, "into", 4, &arr);
+    for (uint32_t i = 0, k = 0; i < p->ntables; i++)
+      if (is_output(&p->tables[i])) {
+        char kb[16];
+        snprintf(kb, sizeof kb, "%" PRIu32, k++);
+        bson_append_utf8(&arr, kb, -1, p->tables[i].into, -1);
+      }
+    bson_append_array_end(&d, &arr);
+    bson_append_utf8(&d, "mode", 4, p->mode, -1);
+    if (p->source_agg)
+      bson_append_utf8(&d, "reads", 5, p->source_agg, -1);
+    if (p->schedule)
+      bson_append_utf8(&d, "schedule", -1, p->schedule, -1);
+    bson_append_date_time(&d, "created", 7, created);
+    bson_append_date_time(&d, "updated", 7, wall_ms());
+    if (pending)
+      bson_append_bool(&d, "rebuild", 7, true);
+    if (!rc)
+      rc = zql_store_put(t, ZQL_CAT_COLL, p->name, strlen(p->name), &d, err);
+    bson_destroy(&d);
+  }
+  if (!rc) {
+    rc = zql_store_commit(t, err);
+    t = NULL;
+    *status = g == ZQL_STORE_NOTFOUND ? ZQL_DEF_NEW : pending ? ZQL_DEF_REBUILD : ZQL_DEF_UPDATED;
+  }
+  if (t)
+    zql_store_abort(t);
+  zql_strbuf_release(&ident);
+  return rc;
+}
+
+/* ==== drop ==== */
+
+typedef struct deps {
+  const char *name;
+  zql_strbuf_t *out;
+} deps_t;
+
+static int deps_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  deps_t *d = arg;
+  const char *reads = doc_str(doc, "reads");
+  if (reads && strcmp(reads, d->name) == 0)
+    zql_strbuf_addf(d->out, "%s%.*s", d->out->len ? ", " : "", (int)idlen, (const char *)id);
+  return 0;
+}
+
+int zql_incr_dependents(zql_store_txn_t *t, const char *name, zql_strbuf_t *out,
+                        zql_strbuf_t *err)
+{
+  deps_t d = {name, out};
+  return zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, deps_visit, &d, err);
+}
+
+typedef struct prefix_ids {
+  zql_strbuf_t ids;
+} prefix_ids_t;
+
+static int collect_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  prefix_ids_t *p = arg;
+  (void)doc;
+  uint32_t l = (uint32_t)idlen;
+  zql_strbuf_add(&p->ids, &l, sizeof l);
+  zql_strbuf_add(&p->ids, id, idlen);
+  return 0;
+}
+
+typedef struct shadows {
+  const zql_plan_t *p;
+  const char *ecoll;
+  zql_strbuf_t names; /* NUL-separated */
+} shadows_t;
+
+static void shadow_visit(void *arg, const char *coll)
+{
+  shadows_t *s = arg;
+  const char *r = strstr(coll, ".__rebuild_");
+  if (!r)
+    return;
+  size_t base = (size_t)(r - coll);
+  bool mine = strlen(s->ecoll) == base && memcmp(s->ecoll, coll, base) == 0;
+  for (uint32_t i = 0; i < s->p->ntables && !mine; i++)
+    if (is_output(&s->p->tables[i]) && strlen(s->p->tables[i].into) == base &&
+        memcmp(s->p->tables[i].into, coll, base) == 0)
+      mine = true;
+  if (mine)
+    zql_strbuf_add(&s->names, coll, strlen(coll) + 1);
+}
+
+int zql_incr_drop(zql_store_t *s, const char *data_dir, const char *name, zql_strbuf_t *err)
+{
+  zql_incr_opts_t o;
+  zql_incr_opts_init(&o);
+  zql_incr_report_t rep;
+  agg_t a;
+  int rc = agg_open(&a, s, data_dir, name, &o, &rep, err);
+  zql_store_txn_t *t = NULL;
+  if (!rc)
+    rc = zql_store_begin(s, true, &t, err);
+  zql_strbuf_t deps = ZQL_STRBUF_INIT;
+  if (!rc)
+    rc = zql_incr_dependents(t, name, &deps, err);
+  if (!rc && deps.len) {
+    zql_strbuf_addf(err, "%s is read by %s (from agg %s): drop those first", name, deps.buf,
+                    name);
+    rc = ZQL_E_USAGE;
+  }
+  char ecoll[300];
+  errors_coll(ecoll, sizeof ecoll, name);
+  shadows_t sh = {a.plan, ecoll, ZQL_STRBUF_INIT};
+  if (!rc)
+    rc = zql_store_collections(t, shadow_visit, &sh, err);
+  for (size_t off = 0; !rc && off < sh.names.len; off += strlen(sh.names.buf + off) + 1) {
+    rc = zql_store_drop(t, sh.names.buf + off, err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+  }
+  for (uint32_t i = 0; !rc && i < a.plan->ntables; i++)
+    if (is_output(&a.plan->tables[i])) {
+      rc = zql_store_drop(t, a.plan->tables[i].into, err);
+      rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+    }
+  if (!rc) {
+    rc = zql_store_drop(t, ecoll, err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+  }
+  prefix_ids_t runs = {ZQL_STRBUF_INIT};
+  if (!rc)
+    rc = zql_store_prefix(t, ZQL_RUNS_COLL, name, strlen(name) + 1, collect_visit, &runs, err);
+  for (size_t off = 0; !rc && off < runs.ids.len;) {
+    uint32_t l;
+    memcpy(&l, runs.ids.buf + off, sizeof l);
+    off += sizeof l;
+    rc = zql_store_del(t, ZQL_RUNS_COLL, runs.ids.buf + off, l, err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+    off += l;
+  }
+  if (!rc) {
+    rc = zql_store_del(t, ZQL_WM_COLL, name, strlen(name), err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+  }
+  if (!rc)
+    rc = zql_store_del(t, ZQL_CAT_COLL, name, strlen(name), err);
+  if (!rc) {
+    rc = zql_store_commit(t, err);
+    t = NULL;
+  }
+  if (t)
+    zql_store_abort(t);
+  zql_strbuf_release(&runs.ids);
+  zql_strbuf_release(&sh.names);
+  zql_strbuf_release(&deps);
+  agg_free(&a); /* the lock file stays: a waiter holds it open, and unlinking it would let
+                   a later run lock a new file while the waiter locks the old one */
+  return rc;
+}
