@@ -90,6 +90,7 @@ struct zql_vm {
   zql_aggctx_t actx;
   zql_errtab_t errs;
   uint64_t overflow, lossy, rows, events;
+  int64_t max_ts;          /* the largest event timestamp read (INT64_MIN: none) */
   int64_t seq;             /* _seq of the event being mapped */
   zql_sessidx_t *const *sess; /* per table: the sessions index of a prepass table */
   int64_t *bcache;         /* per bucket spec: the last bucket [start, end) (events come

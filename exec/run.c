@@ -550,6 +550,8 @@ static int map_chunk(run_t *r, uint32_t chunk, uint32_t worker)
     for (int i = 0; i < n; i++) {
       vm->seq = ev[i].seq;
       bytes += ev[i].len;
+      if (ev[i].ts > vm->max_ts)
+        vm->max_ts = ev[i].ts;
       zql_extract(vm, &ev[i]);
       rc = zql_vm_exec(vm, r->prog, vm->regs, 0);
       if (rc)
@@ -1386,8 +1388,14 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   int64_t lo = in->lo > p->seq_lo ? in->lo : p->seq_lo;
   int64_t hi = in->hi < p->seq_hi ? in->hi : p->seq_hi;
   uint32_t want = threads * 4;
-  if (in->bytes / CHUNK_BYTES + 1 > want)
-    want = (uint32_t)(in->bytes / CHUNK_BYTES + 1);
+  /* the bytes of (lo, hi]: the input's share by _seq count (an incremental run reads the
+   * newest events of a large log: chunks sized for the whole log would be tiny, and each
+   * costs a cursor and a page release) */
+  uint64_t bytes = in->bytes;
+  if (hi > lo && in->hi > in->lo && (uint64_t)(hi - lo) < (uint64_t)(in->hi - in->lo))
+    bytes = (uint64_t)((double)in->bytes * (double)(hi - lo) / (double)(in->hi - in->lo));
+  if (bytes / CHUNK_BYTES + 1 > want)
+    want = (uint32_t)(bytes / CHUNK_BYTES + 1);
   if (want > MAX_CHUNKS)
     want = MAX_CHUNKS;
   r.bounds = zql_calloc(want + 1, sizeof *r.bounds);
@@ -1476,6 +1484,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
       zql_vm_t *vm = &r.w[i].vm;
       vm->sess = sptr;
       vm->events = vm->rows = vm->overflow = vm->lossy = 0;
+      vm->max_ts = INT64_MIN;
       vm->actx.type_skips = 0;
       vm->errs.n = 0;
     }
@@ -1581,9 +1590,12 @@ sessions_done:
   /* counters and stats */
   zql_errtab_t errs = {0};
   zql_counters_t *c = &res->counters;
+  c->max_ts = INT64_MIN;
   for (unsigned i = 0; i < r.nw; i++) {
     zql_vm_t *vm = &r.w[i].vm;
     c->events += vm->events;
+    if (vm->max_ts > c->max_ts)
+      c->max_ts = vm->max_ts;
     c->rows += vm->rows;
     c->type_skips += vm->actx.type_skips;
     c->overflow += vm->overflow;

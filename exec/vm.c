@@ -316,6 +316,7 @@ int zql_vm_init(zql_vm_t *vm, const zql_xplan_t *x, bool with_tables)
 {
   memset(vm, 0, sizeof *vm);
   vm->x = x;
+  vm->max_ts = INT64_MIN;
   const zql_plan_t *p = x->plan;
   uint32_t nregs = p->map.nregs ? p->map.nregs : 1;
   vm->regs = zql_calloc(nregs, sizeof *vm->regs);

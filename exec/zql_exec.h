@@ -70,6 +70,8 @@ typedef struct zql_errcount {
 
 typedef struct zql_counters {
   uint64_t events;       /* events read */
+  int64_t max_ts;        /* the largest event timestamp read, INT64_MIN without events (the
+                            event-time watermark of R13) */
   uint64_t rows;         /* rows after unwind that reached the keys */
   uint64_t type_skips;   /* R8 */
   uint64_t overflow;     /* R4 int64 overflow promoted to double */

@@ -50,6 +50,51 @@ static void duration(zql_strbuf_t *out, uint64_t v)
     }
 }
 
+bool zql_plan_mergeable(const zql_plan_t *p)
+{
+  if (p->source_agg || p->limit >= 0 || p->norder)
+    return false;
+  for (uint32_t i = 0; i < p->ntables; i++) {
+    const zql_ptable_t *t = &p->tables[i];
+    if (t->intermediate || t->prepass || t->has_rank || t->having_reg >= 0)
+      return false;
+  }
+  for (uint32_t i = 0; i < p->nreducers; i++)
+    if (!p->reducers[i].has_merge)
+      return false;
+  return true;
+}
+
+/* How the results store runs an aggregate compiled for it (runtime/incr.c). */
+static void incremental_lines(zql_strbuf_t *out, const zql_plan_t *p)
+{
+  bool merge = zql_plan_mergeable(p);
+  const char *how;
+  if (strcmp(p->mode, "replace") == 0 || !merge)
+    how = merge ? "full recompute into a shadow, swapped in atomically"
+                : "[recompute-full] each run recomputes from all events into a shadow, "
+                  "swapped in atomically (the outputs cannot absorb new events by merging)";
+  else if (strcmp(p->mode, "upsert") == 0)
+    how = "recompute the documents the new events touch, from all events";
+  else if (strcmp(p->mode, "merge") == 0)
+    how = "overwrite the documents the new events touch with their values";
+  else
+    how = "merge the new events' states into the stored states, guard _hw < hi";
+  zql_strbuf_addf(out, "  RUN     events (lo, hi] by _seq; %s\n", how);
+  zql_strbuf_adds(out, "  LATE    lateness ");
+  if (p->lateness_ms > 0)
+    duration(out, (uint64_t)p->lateness_ms);
+  else
+    zql_strbuf_adds(out, "0s");
+  zql_strbuf_addf(out, ", late %s%s%s", p->late ? p->late : "merge", p->sidecar ? " " : "",
+                  p->sidecar ? p->sidecar : "");
+  if (p->retain_ms >= 0) {
+    zql_strbuf_adds(out, "; retain ");
+    duration(out, (uint64_t)p->retain_ms);
+  }
+  zql_strbuf_addc(out, '\n');
+}
+
 static void bound_text(zql_strbuf_t *out, const zql_bound_t *b)
 {
   if (b->kind == ZQL_BOUND_NOW) {
@@ -209,6 +254,8 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
         zql_strbuf_addf(out, " key \"%s\"", p->key_template);
       zql_strbuf_addc(out, '\n');
     }
+    if (p->incremental)
+      incremental_lines(out, p);
   }
   if (o && o->program) {
     if (p->pre.n)

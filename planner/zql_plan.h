@@ -48,6 +48,11 @@ typedef struct zql_explain_opts {
  * timings): golden tests compare it. */
 void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_opts_t *o);
 
+/* Whether stored outputs of p can absorb new events by merging states (R11): no per
+ * stages, session keys, rank, having, order/limit, `from agg` source, or user reducer
+ * without merge. Otherwise each run recomputes (R14; EXPLAIN says [recompute-full]). */
+bool zql_plan_mergeable(const zql_plan_t *p);
+
 /* Serialize a plan (the whole plan, versioned by ZQL_PLAN_FORMAT) and read it back.
  * from_bson validates everything (register and pool indexes, jump targets), so a
  * damaged or hostile .zqlc gives ZQL_E_BAD_PLAN, never a crash. */

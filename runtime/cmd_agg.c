@@ -58,7 +58,8 @@ static void help(void)
          "  dump NAME [--raw] [--bson]    the stored documents in id order (extended JSON\n"
          "                                lines; --raw keeps _hw, _rev, _late)\n"
          "\n"
-         "Run options: --threads N, --mem-limit SIZE (K, M, G), --now DATE (the runs' now())\n");
+         "Run options: --threads N, --mem-limit SIZE (K, M, G), --now DATE (the runs' now()),\n"
+         "             --upto SEQ (new events up to that _seq only)\n");
 }
 
 static int fail(const char *what, int rc, const zql_strbuf_t *err)
@@ -134,7 +135,7 @@ static int run_option(runopts_t *r, int argc, char **argv, int *i)
   const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
   bool takes = strcmp(a, "--threads") == 0 || strcmp(a, "--mem-limit") == 0 ||
                strcmp(a, "--now") == 0 || strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0 ||
-               strcmp(a, "--limit") == 0;
+               strcmp(a, "--limit") == 0 || strcmp(a, "--upto") == 0;
   if (!takes) {
     if (strcmp(a, "--all") == 0) {
       r->all = true;
@@ -172,6 +173,12 @@ static int run_option(runopts_t *r, int argc, char **argv, int *i)
       usage("--mem-limit: '%s' is not a size (e.g. 512M, 2G)", v);
       return -1;
     }
+  } else if (strcmp(a, "--upto") == 0) {
+    if (!zql_cli_parse_u64(v, 1, INT64_MAX, &n)) {
+      usage("--upto: '%s' is not a _seq (a positive number)", v);
+      return -1;
+    }
+    r->o.upto = (int64_t)n;
   } else if (strcmp(a, "--limit") == 0) {
     if (!zql_cli_parse_u64(v, 1, UINT64_MAX, &r->limit)) {
       usage("--limit: '%s' is not a positive number", v);
@@ -202,7 +209,7 @@ static void print_diags(const zql_cli_t *cli, zql_diags_t *d)
   zql_strbuf_release(&out);
 }
 
-static void print_report(const char *name, const zql_incr_report_t *r)
+static void print_report(const zql_cli_t *cli, const char *name, const zql_incr_report_t *r)
 {
   if (!r->run) {
     printf("%s: up to date\n", name);
@@ -220,6 +227,8 @@ static void print_report(const char *name, const zql_incr_report_t *r)
     printf(", %" PRIu64 " late merged, %" PRIu64 " late dropped", r->late, r->dropped);
   if (r->errors)
     printf(", %" PRIu64 " ERROR rows (zagg.%s._errors)", r->errors, name);
+  if (cli->verbosity > 0)
+    printf(" (execute %.3f s, commit %.3f s)", r->exec_seconds, r->commit_seconds);
   printf(" (%.3f s)\n", r->seconds);
 }
 
@@ -238,7 +247,7 @@ static int run_one(const zql_cli_t *cli, zql_store_t *s, const char *name, bool 
     }
     zql_strbuf_release(&err);
     if (cli->verbosity >= 0 && (rep.run || round == 0))
-      print_report(name, &rep);
+      print_report(cli, name, &rep);
     if (!rep.resumed)
       return 0;
   }
@@ -772,7 +781,7 @@ int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv)
         break;
       }
       if (cli->verbosity >= 0)
-        print_report(names[0], &rep);
+        print_report(cli, names[0], &rep);
       if (!rep.resumed)
         break;
     }

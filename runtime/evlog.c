@@ -703,11 +703,12 @@ static int flush_buf(zql_evlog_t *w, zql_strbuf_t *err)
     return 0;
   if (write_all(w->fd, w->buf.buf, w->buf.len, w->seg_end) < 0) {
     int e = errno;
+    /* The writer refuses further appends; whatever part of the batch reached the file is
+     * left as it is (recovery on reopen cuts a torn tail and keeps complete records). No
+     * truncation here: readers map the .open segment and may already have accepted the
+     * complete records of a partial write (evlog_read.c), and a cut below them would
+     * make their pages fault. */
     w->broken = true;
-    /* Best effort: cut what may have been written, so a reopen sees a clean end. */
-    if (ftruncate(w->fd, (off_t)w->seg_end) < 0) {
-      /* recovery on reopen handles it */
-    }
     char path[4096];
     seg_path(path, sizeof path, w->evdir, w->seg_first, false);
     return zql_evlog_fail(err, ZQL_E_IO, "cannot write '%s': %s", path, strerror(e));

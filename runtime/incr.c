@@ -329,23 +329,6 @@ static int open_log(agg_t *a)
   return zql_evlog_reader_open(a->data_dir, &a->reader, a->err);
 }
 
-/* Whether stored outputs can absorb new events by merging states (R11); otherwise every
- * run recomputes (R14). */
-static bool mergeable(const zql_plan_t *p)
-{
-  if (p->source_agg || p->limit >= 0 || p->norder)
-    return false;
-  for (uint32_t i = 0; i < p->ntables; i++) {
-    const zql_ptable_t *t = &p->tables[i];
-    if (t->intermediate || t->prepass || t->has_rank || t->having_reg >= 0)
-      return false;
-  }
-  for (uint32_t i = 0; i < p->nreducers; i++)
-    if (!p->reducers[i].has_merge)
-      return false;
-  return true;
-}
-
 static bool is_output(const zql_ptable_t *t)
 {
   return !t->intermediate && !t->prepass;
@@ -361,6 +344,8 @@ static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_h
     return rc;
   zql_input_t in;
   zql_evlog_input(a->reader, &in);
+  if (in.hi > in.lo && hi - lo < in.hi - in.lo) /* the range's share of the bytes */
+    in.bytes = (uint64_t)((double)in.bytes * (double)(hi - lo) / (double)(in.hi - in.lo));
   in.lo = lo;
   in.hi = hi;
   zql_run_opts_t ro;
@@ -380,7 +365,9 @@ static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_h
     if (mkdir(tmp, 0700) == 0 || errno == EEXIST)
       ro.tmp_dir = tmp;
   }
+  double t0 = mono();
   rc = zql_exec_run(a->x, &in, &ro, res, a->err);
+  a->rep->exec_seconds += mono() - t0;
   if (rc)
     return rc;
   a->rep->events += (*res)->counters.events;
@@ -401,34 +388,6 @@ static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_h
     }
   }
   return 0;
-}
-
-/* The largest event time of (lo, hi] (frame timestamps: R13's watermark). */
-static int max_event_time(agg_t *a, int64_t lo, int64_t hi, int64_t *tmax, bool *any)
-{
-  *any = false;
-  int rc = open_log(a);
-  if (rc)
-    return rc;
-  zql_evlog_range_t rg;
-  zql_evlog_range_all(&rg);
-  rg.seq_lo = lo;
-  rg.seq_hi = hi;
-  zql_evlog_cursor_t *c;
-  if ((rc = zql_evlog_cursor_open(a->reader, &rg, &c, a->err)) != 0)
-    return rc;
-  zql_evlog_view_t v[256];
-  int n;
-  while ((n = zql_evlog_cursor_next(c, v, ZQL_ARRAY_LEN(v), a->err)) > 0) {
-    for (int i = 0; i < n; i++)
-      if (!*any || v[i].ts > *tmax) {
-        *tmax = v[i].ts;
-        *any = true;
-      }
-    zql_evlog_cursor_release(c, 8u << 20);
-  }
-  zql_evlog_cursor_close(c);
-  return n < 0 ? n : 0;
 }
 
 /* The rows of a result's output tables, sorted by store id. */
@@ -674,6 +633,7 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
     return rc;
   }
   crash_point("before-commit");
+  double t0 = mono();
   bool reduce = strcmp(a->plan->mode, "reduce") == 0;
   /* R13: buckets that ended at or before W = max event time seen - lateness are closed */
   bool track_late = a->wm.has_et;
@@ -818,6 +778,7 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
     zql_store_abort(txn);
   zql_arena_delete(arena);
   rowset_free(&rs);
+  a->rep->commit_seconds += mono() - t0;
   if (!rc) {
     a->wm = w;
     crash_point("after-commit");
@@ -945,10 +906,11 @@ static int run_full(agg_t *a, runrec_t *r)
   int64_t tmax = 0;
   bool any = false;
   int rc = execute(a, 0, r->hi, INT64_MIN, INT64_MAX, &res);
-  if (!rc)
-    rc = max_event_time(a, 0, r->hi, &tmax, &any);
-  if (!rc)
+  if (!rc) {
+    any = res->counters.max_ts != INT64_MIN;
+    tmax = res->counters.max_ts;
     rc = rowset_build(a, res, &rs);
+  }
   crash_point("before-commit");
   char sh[600], ecoll[300], esh[600];
   errors_coll(ecoll, sizeof ecoll, a->name);
@@ -1050,13 +1012,10 @@ static int run_full(agg_t *a, runrec_t *r)
 static int run_incremental(agg_t *a, runrec_t *r)
 {
   zql_result_t *res = NULL;
-  int64_t tmax = 0;
-  bool any = false;
   int rc = execute(a, r->lo, r->hi, INT64_MIN, INT64_MAX, &res);
   if (!rc)
-    rc = max_event_time(a, r->lo, r->hi, &tmax, &any);
-  if (!rc)
-    rc = commit_incremental(a, r, res, tmax, any);
+    rc = commit_incremental(a, r, res, res->counters.max_ts,
+                            res->counters.max_ts != INT64_MIN);
   zql_result_free(res);
   return rc;
 }
@@ -1081,7 +1040,11 @@ static void record_failure(agg_t *a, runrec_t *r)
   zql_strbuf_release(&e);
 }
 
-/* Write the run record `started` and the watermark's run number, durably. */
+/* Write the run record `started` and the watermark's run number. The commit need not
+ * wait for the disk: outputs, watermark and the record's `committed` state are written by
+ * one later transaction, so a started record lost in a system crash only means the run
+ * is not resumed but started anew from the watermark, which did not move -- the same
+ * events. (A backend with per-document atomicity only must write it durably.) */
 static int begin_run(agg_t *a, const runrec_t *r, const wm_t *w)
 {
   zql_store_txn_t *txn;
@@ -1092,7 +1055,7 @@ static int begin_run(agg_t *a, const runrec_t *r, const wm_t *w)
     zql_store_abort(txn);
     return rc;
   }
-  return zql_store_commit(txn, a->err);
+  return zql_store_commit_lazy(txn, a->err);
 }
 
 static int agg_open(agg_t *a, zql_store_t *s, const char *data_dir, const char *name,
@@ -1133,8 +1096,10 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
       return rc;
     }
     int64_t hi = zql_evlog_reader_last_seq(a.reader);
+    if (o->upto > 0 && o->upto < hi)
+      hi = o->upto;
     bool full = rebuild || a.rebuild_pending || strcmp(a.plan->mode, "replace") == 0 ||
-                !mergeable(a.plan);
+                !zql_plan_mergeable(a.plan);
     if (!rebuild && !a.rebuild_pending && hi <= a.wm.seq) {
       agg_free(&a); /* nothing new */
       rep->seconds = mono() - t0;
@@ -1315,7 +1280,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
                     "recomputes buckets; `zql agg rebuild %s` recomputes everything", name, name);
     rc = ZQL_E_USAGE;
   }
-  if (!rc && !mergeable(a.plan)) {
+  if (!rc && !zql_plan_mergeable(a.plan)) {
     zql_strbuf_addf(err, "%s reads events across buckets (per stages, sessions, rank, having "
                     "or from agg): `zql agg rebuild %s` recomputes it", name, name);
     rc = ZQL_E_USAGE;

@@ -35,6 +35,8 @@ typedef struct zql_incr_opts {
   uint64_t mem_limit;     /* group memory before spilling (0: none) */
   const char *tmp_dir;    /* spill files (NULL: DATA/tmp) */
   int64_t now_ms;         /* the run's now() (R18: fixed at run start); 0: the clock */
+  int64_t upto;           /* runs cover events up to this _seq at most (0: the log's end;
+                             the daemon passes the durable _seq) */
 } zql_incr_opts_t;
 
 void zql_incr_opts_init(zql_incr_opts_t *o);
@@ -48,7 +50,9 @@ typedef struct zql_incr_report {
   uint64_t inserted, updated, unchanged, deleted; /* documents (unchanged: _hw >= hi) */
   uint64_t late, dropped; /* late events merged / not merged (R13) */
   uint64_t errors;        /* ERROR rows counted in zagg.NAME._errors (R5) */
-  double seconds;
+  double seconds;         /* the whole run: catalog, execution, commit (with its fsync) */
+  double exec_seconds;    /* of which the executor */
+  double commit_seconds;  /* of which the commit transaction */
 } zql_incr_report_t;
 
 typedef enum zql_def_status {

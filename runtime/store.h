@@ -80,6 +80,7 @@ typedef struct zql_store_ops {
   void (*close)(zql_store_t *s);
   int (*begin)(zql_store_t *s, bool write, zql_store_txn_t **out, zql_strbuf_t *err);
   int (*commit)(zql_store_txn_t *t, zql_strbuf_t *err);
+  int (*commit_lazy)(zql_store_txn_t *t, zql_strbuf_t *err);
   void (*abort)(zql_store_txn_t *t);
   int (*get)(zql_store_txn_t *t, const char *coll, const void *id, size_t idlen, bson_t *doc,
              zql_strbuf_t *err);
@@ -140,6 +141,15 @@ static inline int zql_store_begin(zql_store_t *s, bool write, zql_store_txn_t **
 static inline int zql_store_commit(zql_store_txn_t *t, zql_strbuf_t *err)
 {
   return t->store->ops->commit(t, err);
+}
+
+/* Commit without waiting for the disk, and free t: atomic and visible at once, durable
+ * when a later durable commit returns; a system crash before that loses it (never part of
+ * it). For bookkeeping that may be lost, such as a run's `started` record on a backend
+ * whose run commit is one transaction (a lost record just means the run starts anew). */
+static inline int zql_store_commit_lazy(zql_store_txn_t *t, zql_strbuf_t *err)
+{
+  return t->store->ops->commit_lazy(t, err);
 }
 
 /* Discard every change of t and free it. */

@@ -430,6 +430,20 @@ static int lmdb_commit(zql_store_txn_t *base, zql_strbuf_t *err)
   return rc ? mdb_fail(s, err, rc, NULL, "committing") : 0;
 }
 
+/* A commit that does not wait for the disk: MDB_NOSYNC for this one commit (LMDB lets the
+ * flag change at any time; we hold the write lock, so no other commit of this environment
+ * runs meanwhile). The next durable commit's fdatasync covers its pages too. */
+static int lmdb_commit_lazy(zql_store_txn_t *base, zql_strbuf_t *err)
+{
+  lmdb_txn_t *t = (lmdb_txn_t *)base;
+  lmdb_store_t *s = store_of(base);
+  mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
+  int rc = mdb_txn_commit(t->txn);
+  mdb_env_set_flags(s->env, MDB_NOSYNC, 0);
+  txn_free(t);
+  return rc ? mdb_fail(s, err, rc, NULL, "committing") : 0;
+}
+
 static void lmdb_abort(zql_store_txn_t *base)
 {
   lmdb_txn_t *t = (lmdb_txn_t *)base;
@@ -919,6 +933,7 @@ static const zql_store_ops_t lmdb_ops = {
     .close = lmdb_close,
     .begin = lmdb_begin,
     .commit = lmdb_commit,
+    .commit_lazy = lmdb_commit_lazy,
     .abort = lmdb_abort,
     .get = lmdb_get,
     .put = lmdb_put,

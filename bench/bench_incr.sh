@@ -1,0 +1,64 @@
+#!/bin/sh
+# bench_incr.sh -- what an incremental run costs per new event, against a full run.
+#
+# Issue 5's target: a run over the last TAIL events of an N-event log costs at most 1.5x
+# per event what a full run over all N events costs, i.e. incremental runs pay only for
+# what is new (not for the size of the log or of the stored outputs).
+#
+#   sh bench/bench_incr.sh ZQL [--events N] [--tail T] [--threads K] [--keep DIR] [--quick]
+#
+# Steps (one data directory): generate N events; store the example aggregates; run them up
+# to _seq N - T (untimed); then, timed by the runner itself (the seconds in each report
+# line, which cover plan loading, execution, the commit and its fsync):
+#   incremental  `zql agg run` over the last T events          -> seconds / T
+#   full         `zql agg rebuild` over all N events          -> seconds / N
+# and prints both per-event costs and their ratio for each aggregate.
+set -eu
+ZQL=${1:?usage: bench_incr.sh ZQL [--events N] [--tail T] [--threads K] [--keep DIR] [--quick]}
+shift
+N=10000000
+T=100000
+THREADS=
+KEEP=
+while [ $# -gt 0 ]; do
+  case $1 in
+    --events) N=$2; shift 2 ;;
+    --tail) T=$2; shift 2 ;;
+    --threads) THREADS="--threads $2"; shift 2 ;;
+    --keep) KEEP=$2; shift 2 ;;
+    --quick) N=200000; T=2000; shift ;;
+    *) echo "bench_incr.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ "$T" -lt "$N" ] || { echo "bench_incr.sh: --tail must be below --events" >&2; exit 2; }
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+D=${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/zql-bench-incr.XXXXXX")}
+[ -n "$KEEP" ] || trap 'rm -rf "$D"' EXIT INT TERM
+mkdir -p "$D"
+
+if [ ! -d "$D/events" ]; then
+  echo "generating $N events in $D ..." >&2
+  "$ZQL" --data "$D" -q gen --events "$N" --seed 42 --days 60 --log >/dev/null
+fi
+AGGS="pageviews_daily users_daily api_latency_hourly top_downloads_daily"
+for a in users_monthly $AGGS top_downloads_daily_exact; do  # a kept directory starts over
+  "$ZQL" --data "$D" -q agg drop "$a" >/dev/null 2>&1 || true
+done
+secs() { sed -n 's/.*(\([0-9.]*\) s)$/\1/p' | tail -1; }
+printf '%-22s %12s %12s %14s %14s %7s\n' aggregate "full s" "incr s" "full us/event" \
+  "incr us/event" ratio
+"$ZQL" --data "$D" -q agg add "$SRC/examples/pageviews.zql" "$SRC/examples/uniques.zql" \
+  "$SRC/examples/latency.zql" "$SRC/examples/downloads.zql" >/dev/null
+for a in $AGGS; do
+  # shellcheck disable=SC2086
+  "$ZQL" --data "$D" agg run "$a" --upto $((N - T)) $THREADS >/dev/null
+  # shellcheck disable=SC2086
+  inc=$("$ZQL" --data "$D" agg run "$a" $THREADS | secs)
+  # shellcheck disable=SC2086
+  full=$("$ZQL" --data "$D" agg rebuild "$a" $THREADS | secs)
+  awk -v a="$a" -v f="$full" -v i="$inc" -v n="$N" -v t="$T" 'BEGIN {
+    fe = f / n * 1e6; ie = i / t * 1e6;
+    printf "%-22s %12.3f %12.4f %14.3f %14.3f %7.2f\n", a, f, i, fe, ie, ie / fe }'
+done
+echo "(N = $N events, tail T = $T; ratio = incremental cost per event / full cost per event;" \
+  "target <= 1.5)"
