@@ -24,6 +24,7 @@
 #include "runtime/cli.h"
 #include "runtime/incr.h"
 #include "runtime/store.h"
+#include "runtime/store_input.h"
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_USAGE = 2 };
 
@@ -223,8 +224,10 @@ static void print_report(const zql_cli_t *cli, const char *name, const zql_incr_
     printf(", %" PRIu64 " already applied", r->unchanged);
   if (r->deleted)
     printf(", %" PRIu64 " deleted", r->deleted);
-  if (r->late || r->dropped)
-    printf(", %" PRIu64 " late merged, %" PRIu64 " late dropped", r->late, r->dropped);
+  if (r->late)
+    printf(", %" PRIu64 " late merged", r->late);
+  if (r->dropped)
+    printf(", %" PRIu64 " late dropped", r->dropped);
   if (r->errors)
     printf(", %" PRIu64 " ERROR rows (zagg.%s._errors)", r->errors, name);
   if (cli->verbosity > 0)
@@ -239,7 +242,7 @@ static int run_one(const zql_cli_t *cli, zql_store_t *s, const char *name, bool 
   for (int round = 0; round < 3; round++) {
     zql_incr_report_t rep;
     zql_strbuf_t err = ZQL_STRBUF_INIT;
-    int rc = zql_incr_run(s, cli->data_dir, name, rebuild && round == 0, &ro->o, &rep, &err);
+    int rc = zql_incr_run(s, cli->data_dir, name, rebuild, &ro->o, &rep, &err);
     if (rc) {
       fail("run", rc, &err);
       zql_strbuf_release(&err);
@@ -254,21 +257,39 @@ static int run_one(const zql_cli_t *cli, zql_store_t *s, const char *name, bool 
   return 0;
 }
 
-/* Parse and analyze the files as one program. */
+/* Parse the files, add the catalog sources of the `from agg` names they read but do not
+ * define (runtime/store_input.h), and analyze them all as one program. */
 static int parse_files(zql_arena_t *arena, zql_store_t *s, const zql_source_t *srcs, size_t n,
                        zql_diags_t *d, zql_node_t ***files, size_t *nfiles, zql_strbuf_t *err)
 {
-  (void)s;
-  (void)err;
-  *files = zql_arena_calloc(arena, n ? n : 1, sizeof **files);
-  *nfiles = n;
-  if (!*files)
+  zql_node_t **f = zql_arena_calloc(arena, n ? n : 1, sizeof *f);
+  if (!f)
     return ZQL_E_NOMEM;
   int rc = 0;
   for (size_t i = 0; i < n && !rc; i++)
-    rc = zql_parse(arena, &srcs[i], d, &(*files)[i]);
-  if (!rc && d->nerr == 0)
-    rc = zql_analyze(arena, *files, n, d);
+    rc = zql_parse(arena, &srcs[i], d, &f[i]);
+  if (rc || d->nerr)
+    return rc;
+  zql_catsrc_t cs = {0};
+  if (zql_catalog_wanted(f, n)) {
+    zql_store_txn_t *t;
+    if ((rc = zql_store_begin(s, false, &t, err)) != 0)
+      return rc;
+    rc = zql_catalog_sources(t, arena, f, n, d, &cs, err);
+    zql_store_abort(t);
+    if (rc || d->nerr)
+      return rc;
+  }
+  zql_node_t **all = zql_arena_calloc(arena, n + cs.nfiles + 1, sizeof *all);
+  if (!all)
+    return ZQL_E_NOMEM;
+  memcpy(all, f, n * sizeof *all);
+  if (cs.nfiles)
+    memcpy(all + n, cs.files, cs.nfiles * sizeof *all);
+  rc = zql_analyze(arena, all, n + cs.nfiles, d);
+  zql_catalog_diags_trim(d, &cs);
+  *files = all;
+  *nfiles = n; /* only the user's files are stored */
   return rc;
 }
 
@@ -677,13 +698,83 @@ static int cmd_dump(zql_store_t *s, const char *name, bool raw, bool bson)
   return st;
 }
 
+/* Every stored aggregate as "name\0reads\0" (reads: the `from agg` source, or empty). */
 static int names_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
 {
-  (void)doc;
   zql_strbuf_t *sb = arg;
+  bson_iter_t it;
   zql_strbuf_add(sb, id, idlen);
   zql_strbuf_addc(sb, 0);
+  if (bson_iter_init_find(&it, doc, "reads") && BSON_ITER_HOLDS_UTF8(&it))
+    zql_strbuf_adds(sb, bson_iter_utf8(&it, NULL));
+  zql_strbuf_addc(sb, 0);
   return 0;
+}
+
+/* zql agg run --all: every stored aggregate, each after the aggregate it reads. */
+static int run_all(const zql_cli_t *cli, zql_store_t *s, const runopts_t *ro)
+{
+  zql_strbuf_t all = ZQL_STRBUF_INIT, err = ZQL_STRBUF_INIT;
+  zql_store_txn_t *t;
+  int rc = zql_store_begin(s, false, &t, &err);
+  if (!rc) {
+    rc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, names_visit, &all, &err);
+    zql_store_abort(t);
+  }
+  if (!rc && all.oom)
+    rc = ZQL_E_NOMEM;
+  if (rc) {
+    fail("run", rc, &err);
+    zql_strbuf_release(&all);
+    zql_strbuf_release(&err);
+    return EXIT_ERRORS;
+  }
+  int status = EXIT_OK;
+  size_t n = 0;
+  for (size_t off = 0; off < all.len; off += strlen(all.buf + off) + 1)
+    n++;
+  n /= 2;
+  bool *done = calloc(n ? n : 1, sizeof *done);
+  const char **name = calloc(n ? n : 1, sizeof *name), **reads = calloc(n ? n : 1, sizeof *reads);
+  if (!done || !name || !reads)
+    status = EXIT_ERRORS;
+  for (size_t i = 0, off = 0; status == EXIT_OK && i < n; i++) {
+    name[i] = all.buf + off;
+    off += strlen(name[i]) + 1;
+    reads[i] = all.buf + off;
+    off += strlen(reads[i]) + 1;
+  }
+  /* rounds: an aggregate runs once what it reads is done (or is not stored) */
+  for (size_t left = n; status == EXIT_OK && left;) {
+    size_t ran = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (done[i])
+        continue;
+      bool ready = true;
+      for (size_t j = 0; j < n && ready; j++)
+        if (!done[j] && j != i && *reads[i] && strcmp(reads[i], name[j]) == 0)
+          ready = false;
+      if (!ready)
+        continue;
+      if (run_one(cli, s, name[i], false, ro) != 0)
+        status = EXIT_ERRORS;
+      done[i] = true;
+      ran++;
+      left--;
+    }
+    if (!ran) { /* a cycle cannot be stored (the analyzer refuses it); run the rest anyway */
+      for (size_t i = 0; i < n; i++)
+        if (!done[i] && run_one(cli, s, name[i], false, ro) != 0)
+          status = EXIT_ERRORS;
+      break;
+    }
+  }
+  free(done);
+  free(name);
+  free(reads);
+  zql_strbuf_release(&all);
+  zql_strbuf_release(&err);
+  return status;
 }
 
 /* ==== the subcommand ==== */
@@ -751,26 +842,11 @@ int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv)
     else if (cli->verbosity >= 0)
       printf("%s: dropped\n", names[0]);
   } else if (strcmp(sub, "run") == 0 || strcmp(sub, "rebuild") == 0) {
-    zql_strbuf_t all = ZQL_STRBUF_INIT;
-    if (ro.all) {
-      zql_store_txn_t *t;
-      int rc = zql_store_begin(s, false, &t, &err);
-      if (!rc) {
-        rc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, names_visit, &all, &err);
-        zql_store_abort(t);
-      }
-      if (rc)
-        status = fail("run", rc, &err);
-      /* in dependency order: an aggregate reading `from agg X` after X (names sort
-       * arbitrarily; dependents are run again below when they came first) */
-      for (size_t off = 0; status == EXIT_OK && off < all.len; off += strlen(all.buf + off) + 1)
-        if (run_one(cli, s, all.buf + off, false, &ro) != 0)
-          status = EXIT_ERRORS;
-    }
+    if (ro.all)
+      status = run_all(cli, s, &ro);
     for (int i = 0; i < nnames; i++)
       if (run_one(cli, s, names[i], strcmp(sub, "rebuild") == 0, &ro) != 0)
         status = EXIT_ERRORS;
-    zql_strbuf_release(&all);
   } else { /* backfill */
     for (int round = 0; round < 2; round++) {
       zql_incr_report_t rep;

@@ -10,9 +10,15 @@
  *
  * Pipeline position: the command-line face of the whole pipeline: parser (zql_parse.h)
  * -> planner (zql_plan.h) -> executor (zql_exec.h) over the event log of the data
- * directory (runtime/evlog_input.h) -> output writers (exec/output.h). The results store
- * of incremental runs plugs in after the executor (a later issue): until then `zql run`
- * prints what each aggregate would commit, or writes its output documents to a .bson file.
+ * directory (runtime/evlog_input.h) -> output writers (exec/output.h). `zql run` prints
+ * what each aggregate would commit, or writes its output documents to a .bson file;
+ * `zql agg run` (runtime/cmd_agg.c) is the command that commits them to the results store.
+ *
+ * `from agg X` reads the rows of X run in the same command when one of the files defines
+ * X, else X's output documents in the results store of the data directory
+ * (runtime/store_input.h): the analyzer then gets X's definition from the catalog, and
+ * the whole command reads the catalog and the documents in one read transaction, so it
+ * sees one snapshot of the store.
  *
  * Exit status: 0 success; 1 errors (diagnostics, run failures, an ERROR cell with --strict
  * or `on_error fail`); 2 usage. Warnings (rows skipped for ERROR, values skipped for their
@@ -21,6 +27,7 @@
 #include "runtime/base/zql_common.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,11 +39,16 @@
 #include "planner/zql_plan.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
+#include "runtime/base/strdist.h"
 #include "runtime/cli.h"
 #include "runtime/evlog.h"
 #include "runtime/base/tz.h"
+#include "runtime/catalog.h"
 #include "runtime/evlog_input.h"
+#include "runtime/outdoc.h"
 #include "runtime/gen.h"
+#include "runtime/store.h"
+#include "runtime/store_input.h"
 
 enum { EXIT_OK = 0, EXIT_ERRORS = 1, EXIT_USAGE = 2 };
 
@@ -232,6 +244,10 @@ typedef struct ctx {
   zql_evlog_reader_t *reader;
   bool reader_tried;
   int status;
+  zql_store_t *store;    /* the results store, when a statement reads it */
+  zql_store_txn_t *txn;  /* one read transaction for the whole command */
+  bool store_tried;
+  int store_rc;
 } ctx_t;
 
 static int open_reader(ctx_t *c)
@@ -257,6 +273,30 @@ static int open_reader(ctx_t *c)
   }
   zql_strbuf_release(&err);
   return 0;
+}
+
+/* The results store of the data directory, in a read transaction that lasts until
+ * ctx_free: 0, ZQL_STORE_NOTFOUND when the directory has none (nothing is created), or
+ * < 0 (reported). */
+static int open_store(ctx_t *c)
+{
+  if (c->store_tried)
+    return c->store_rc;
+  c->store_tried = true;
+  char path[4096];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/results/data.mdb", c->cli->data_dir);
+  if (stat(path, &st) != 0)
+    return c->store_rc = ZQL_STORE_NOTFOUND;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  int rc = zql_store_open_lmdb(c->cli->data_dir, &c->store, &err);
+  if (!rc)
+    rc = zql_store_begin(c->store, false, &c->txn, &err);
+  if (rc)
+    fprintf(stderr, "zql %s: %s [%s]\n", c->cmd, err.len ? err.buf : zql_strerror(rc),
+            zql_err_code_str(rc));
+  zql_strbuf_release(&err);
+  return c->store_rc = rc;
 }
 
 static void warn_counters(ctx_t *c, const char *what, const zql_result_t *res)
@@ -454,6 +494,9 @@ typedef struct prog {
   uint32_t n;
   bool *explain;         /* statement i is an `explain` */
   bool *explain_analyze;
+  const char **local;    /* the aggregates the user's files define (in the load arena): a
+                            `from agg` of one of them never reads the results store */
+  uint32_t nlocal;
 } prog_t;
 
 static void prog_free(prog_t *g)
@@ -516,7 +559,7 @@ static int plan_stmt(ctx_t *c, const zql_source_t *src, const zql_node_t *s, pro
   return prog_push(g, p, explain, analyze);
 }
 
-/* Find an aggregate by name among the compiled files. */
+/* Find an aggregate by name among the compiled files (the user's and the catalog's). */
 static const zql_node_t *find_agg(zql_node_t *const *files, size_t n, const char *name,
                                   const zql_source_t **src)
 {
@@ -531,38 +574,164 @@ static const zql_node_t *find_agg(zql_node_t *const *files, size_t n, const char
   return NULL;
 }
 
-/* Compile ZQL sources into plans: every aggregate, query and explain, in file order. With
- * names, only those aggregates. */
+/* Parse the sources srcs[0..n), or the files paths[0..n) ("-" is stdin), into files[]
+ * (NULL for a file that cannot be read: an error without a source says why). 0 or
+ * ZQL_E_NOMEM; the rest is in d. */
+static int parse_all(zql_arena_t *arena, const zql_source_t *srcs, const char *const *paths,
+                     size_t n, zql_diags_t *d, zql_node_t **files)
+{
+  for (size_t i = 0; i < n; i++) {
+    const zql_source_t *src = srcs ? &srcs[i] : NULL;
+    if (!src) {
+      zql_source_t *s = zql_arena_calloc(arena, 1, sizeof *s);
+      if (!s)
+        return ZQL_E_NOMEM;
+      zql_strbuf_t err = ZQL_STRBUF_INIT;
+      int rc = zql_source_read_file(s, arena, paths[i], &err);
+      if (rc && rc != ZQL_E_NOMEM)
+        zql_diag_add(d, NULL, rc, (zql_span_t){0, 0}, "%s", err.buf);
+      zql_strbuf_release(&err);
+      if (rc == ZQL_E_NOMEM)
+        return rc;
+      if (rc)
+        continue;
+      s->order = (uint32_t)i;
+      src = s;
+    }
+    if (zql_parse(arena, src, d, &files[i]) == ZQL_E_NOMEM)
+      return ZQL_E_NOMEM;
+  }
+  return 0;
+}
+
+/* The catalog name nearest to `name` (the analyzer's rule for "did you mean"). */
+typedef struct nearest {
+  const char *name;
+  char best[ZQL_STORE_MAX_NAME + 1];
+  int dist;
+} nearest_t;
+
+static int nearest_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  (void)doc;
+  nearest_t *nr = arg;
+  char cand[ZQL_STORE_MAX_NAME + 1];
+  if (idlen >= sizeof cand)
+    return 0;
+  memcpy(cand, id, idlen);
+  cand[idlen] = '\0';
+  int len = (int)strlen(nr->name);
+  int dist = zql_edit_distance(nr->name, cand, 2);
+  if (dist <= (len <= 4 ? 1 : 2) && dist < len && dist < nr->dist) {
+    nr->dist = dist;
+    memcpy(nr->best, cand, idlen + 1);
+  }
+  return 0;
+}
+
+/* After the analysis: an unknown `from agg` name's generic hint also names the store, or
+ * the stored aggregate it is a typo of. */
+static void hint_unknown_aggs(ctx_t *c, zql_diags_t *d)
+{
+  for (size_t i = 0; i < d->n; i++) {
+    zql_error_t *e = &d->items[i];
+    if (e->code != ZQL_E_UNKNOWN_AGGREGATE || !e->hint || strncmp(e->hint, "did you mean", 12) == 0)
+      continue;
+    /* the message is "unknown aggregate 'NAME'" */
+    const char *q1 = strchr(e->message, '\''), *q2 = strrchr(e->message, '\'');
+    char name[ZQL_STORE_MAX_NAME + 1];
+    nearest_t nr = {name, "", INT_MAX};
+    if (c->txn && q1 && q2 > q1 + 1 && (size_t)(q2 - q1 - 1) < sizeof name) {
+      memcpy(name, q1 + 1, (size_t)(q2 - q1 - 1));
+      name[q2 - q1 - 1] = '\0';
+      zql_store_scan(c->txn, ZQL_CAT_COLL, NULL, 0, NULL, 0, nearest_visit, &nr, NULL);
+    }
+    if (nr.best[0])
+      zql_diag_hint(d, e, "did you mean '%s'? (an aggregate of the results store)", nr.best);
+    else if (c->txn)
+      zql_diag_hint(d, e, "'from agg' reads an aggregate of the files given, or one that `zql "
+                    "agg add` added to the results store of %s (it has no such aggregate)",
+                    c->cli->data_dir);
+    else
+      zql_diag_hint(d, e, "'from agg' reads an aggregate of the files given, or one that `zql "
+                    "agg add` added to the results store of the data directory (%s has none)",
+                    c->cli->data_dir);
+  }
+}
+
+/* Parse, find the definitions of the stored aggregates the files read in the catalog,
+ * and analyze all of them: files[0..n) the user's, then the catalog's, *nall in all. */
+static int compile_all(ctx_t *c, zql_arena_t *arena, const zql_source_t *srcs,
+                       const char *const *paths, size_t n, zql_node_t ***all, size_t *nall)
+{
+  zql_diags_t d;
+  zql_diags_init(&d, arena);
+  zql_node_t **files = zql_arena_calloc(arena, n ? n : 1, sizeof *files);
+  zql_catsrc_t cs = {0};
+  int rc = files ? parse_all(arena, srcs, paths, n, &d, files) : ZQL_E_NOMEM;
+  if (!rc && d.nerr == 0 && zql_catalog_wanted(files, n)) {
+    int r = open_store(c);
+    if (r < 0) {
+      rc = r;
+    } else if (r == 0) {
+      zql_strbuf_t err = ZQL_STRBUF_INIT;
+      rc = zql_catalog_sources(c->txn, arena, files, n, &d, &cs, &err);
+      if (rc)
+        fprintf(stderr, "zql %s: %s [%s]\n", c->cmd, err.len ? err.buf : zql_strerror(rc),
+                zql_err_code_str(rc));
+      zql_strbuf_release(&err);
+    }
+  }
+  *all = files;
+  *nall = n;
+  if (!rc && cs.nfiles) {
+    *all = zql_arena_calloc(arena, n + cs.nfiles, sizeof **all);
+    if (!*all) {
+      rc = ZQL_E_NOMEM;
+    } else {
+      memcpy(*all, files, n * sizeof *files);
+      memcpy(*all + n, cs.files, cs.nfiles * sizeof *cs.files);
+      *nall = n + cs.nfiles;
+    }
+  }
+  if (!rc && d.nerr == 0)
+    rc = zql_analyze(arena, *all, *nall, &d);
+  zql_catalog_diags_trim(&d, &cs);
+  hint_unknown_aggs(c, &d);
+  if (d.n)
+    print_diags(c->cli, &d);
+  if (!rc && d.nerr)
+    rc = ZQL_E_SYNTAX;
+  zql_diags_release(&d);
+  return rc;
+}
+
+/* Compile ZQL sources into plans: every aggregate, query and explain of the user's files,
+ * in file order. With names, only those aggregates. */
 static int load_sources(ctx_t *c, zql_arena_t *arena, const zql_source_t *srcs, size_t nsrc,
                         const char *const *paths, size_t npaths, char **names, int nnames,
                         prog_t *g)
 {
-  zql_diags_t d;
-  zql_diags_init(&d, arena);
-  size_t n = srcs ? nsrc : npaths;
-  zql_node_t **files = zql_arena_calloc(arena, n ? n : 1, sizeof *files);
-  int rc = 0;
-  if (!files)
-    rc = ZQL_E_NOMEM;
-  else if (srcs) {
-    for (size_t i = 0; i < nsrc && !rc; i++)
-      rc = zql_parse(arena, &srcs[i], &d, &files[i]);
-    if (!rc && d.nerr == 0)
-      rc = zql_analyze(arena, files, nsrc, &d);
-  } else {
-    rc = zql_compile_paths(arena, paths, npaths, &d, files);
-  }
-  if (d.n)
-    print_diags(c->cli, &d);
-  if (rc || d.nerr) {
-    zql_diags_release(&d);
-    return rc ? rc : ZQL_E_SYNTAX;
-  }
-  zql_diags_release(&d);
+  size_t n = srcs ? nsrc : npaths, nall;
+  zql_node_t **files;
+  int rc = compile_all(c, arena, srcs, paths, n, &files, &nall);
+  if (rc)
+    return rc;
+  for (size_t f = 0; f < n; f++)
+    for (uint32_t i = 0; i < files[f]->u.list.n; i++)
+      g->nlocal += files[f]->u.list.items[i]->kind == ZQL_N_AGGREGATE;
+  g->local = zql_arena_calloc(arena, g->nlocal ? g->nlocal : 1, sizeof *g->local);
+  if (!g->local)
+    return ZQL_E_NOMEM;
+  g->nlocal = 0;
+  for (size_t f = 0; f < n; f++)
+    for (uint32_t i = 0; i < files[f]->u.list.n; i++)
+      if (files[f]->u.list.items[i]->kind == ZQL_N_AGGREGATE)
+        g->local[g->nlocal++] = files[f]->u.list.items[i]->u.query.name;
   if (nnames) {
     for (int i = 0; i < nnames && !rc; i++) {
       const zql_source_t *src;
-      const zql_node_t *s = find_agg(files, n, names[i], &src);
+      const zql_node_t *s = find_agg(files, nall, names[i], &src);
       if (!s) {
         fprintf(stderr, "zql %s: no aggregate named '%s'\n", c->cmd, names[i]);
         return ZQL_E_USAGE;
@@ -585,7 +754,7 @@ static int load_sources(ctx_t *c, zql_arena_t *arena, const zql_source_t *srcs, 
         const zql_node_t *t = s->u.explain.target;
         const zql_source_t *tsrc = src;
         if (!t)
-          t = find_agg(files, n, s->u.explain.name, &tsrc);
+          t = find_agg(files, nall, s->u.explain.name, &tsrc);
         if (t)
           rc = plan_stmt(c, tsrc, t, g, true, s->u.explain.analyze);
       }
@@ -672,6 +841,117 @@ static int find_plan(const prog_t *g, const char *name)
   return -1;
 }
 
+static bool is_local(const prog_t *g, const char *name)
+{
+  for (uint32_t i = 0; i < g->nlocal; i++)
+    if (strcmp(g->local[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* Does plan p merge the states of its source's columns (merge(col) reads __state.col)? */
+static bool reads_states(const zql_plan_t *p)
+{
+  for (uint32_t t = 0; t < p->ntables; t++)
+    for (uint32_t a = 0; a < p->tables[t].naggs; a++)
+      if (p->tables[t].aggs[a].func && strcmp(p->tables[t].aggs[a].func, "merge") == 0)
+        return true;
+  return false;
+}
+
+/* The stored output documents of p's source as an input (*si to free). */
+static int stored_input(ctx_t *c, const zql_plan_t *p, zql_input_t *in, zql_store_input_t **si)
+{
+  const char *what = p->is_query ? "query" : p->name, *name = p->source_agg;
+  int rc = open_store(c);
+  if (rc == ZQL_STORE_NOTFOUND) {
+    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate is not defined in the files given "
+            "and %s has no results store (`zql --data %s agg add FILE.zql` adds it) [%s]\n",
+            c->cmd, what, name, c->cli->data_dir, c->cli->data_dir,
+            zql_err_code_str(ZQL_E_NO_AGG));
+    return ZQL_E_NO_AGG;
+  }
+  if (rc)
+    return rc;
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  zql_catentry_t e;
+  bson_t doc;
+  zql_plan_t *sp = NULL;
+  const char *into = NULL;
+  rc = zql_catalog_get(c->txn, name, &e, &doc, &err);
+  if (rc == ZQL_STORE_NOTFOUND) {
+    rc = ZQL_E_NO_AGG;
+    zql_strbuf_addf(&err, "the aggregate is not defined in the files given and the results "
+                    "store of %s has no aggregate '%s' (`zql agg list` shows them)",
+                    c->cli->data_dir, name);
+  } else if (!rc) {
+    rc = zql_plan_from_bson(e.plan, e.plan_len, &sp, &err);
+  }
+  uint32_t nout = 0;
+  for (uint32_t t = 0; !rc && t < sp->ntables; t++)
+    if (!sp->tables[t].intermediate && !sp->tables[t].prepass && nout++ == 0)
+      into = sp->tables[t].into;
+  if (!rc && nout != 1) {
+    rc = ZQL_E_UNSUPPORTED;
+    zql_strbuf_addf(&err, "the aggregate has %u output tables; `from agg` reads an aggregate "
+                    "with one", nout);
+  }
+  if (!rc)
+    rc = zql_store_input_new(c->txn, into, reads_states(p) ? ZQL_STORE_INPUT_STATES : 0, in,
+                             si, &err);
+  if (rc)
+    fprintf(stderr, "zql %s: %s: from agg %s: %s [%s]\n", c->cmd, what, name,
+            err.len ? err.buf : zql_strerror(rc), zql_err_code_str(rc));
+  zql_plan_free(sp);
+  zql_strbuf_release(&err);
+  return rc;
+}
+
+static int result_of(ctx_t *c, prog_t *g, zql_result_t **res, const bool *keep, uint32_t i,
+                     unsigned depth);
+
+/* The input of p's `from agg X` source: the rows of X run in this command (computed
+ * first) when one of the user's files defines X, else X's documents in the results store.
+ * Free *ri and *si after the run. */
+static int source_input(ctx_t *c, prog_t *g, zql_result_t **res, const bool *keep,
+                        const zql_plan_t *p, unsigned depth, zql_input_t *in,
+                        zql_rows_input_t **ri, zql_store_input_t **si)
+{
+  *ri = NULL;
+  *si = NULL;
+  const char *what = p->is_query ? "query" : p->name;
+  int j = find_plan(g, p->source_agg);
+  if (j < 0 && !is_local(g, p->source_agg))
+    return stored_input(c, p, in, si);
+  if (j < 0 || depth > g->n) {
+    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate is defined in the files given but "
+            "not run (--only or explain NAME leave it out) [%s]\n", c->cmd, what,
+            p->source_agg, zql_err_code_str(ZQL_E_UNSUPPORTED));
+    return ZQL_E_UNSUPPORTED;
+  }
+  int rc = result_of(c, g, res, keep, (uint32_t)j, depth + 1);
+  if (rc)
+    return rc;
+  if (res[j]->ntables != 1) {
+    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate has %u output tables; `from agg` "
+            "reads an aggregate with one [%s]\n", c->cmd, what, p->source_agg,
+            res[j]->ntables, zql_err_code_str(ZQL_E_UNSUPPORTED));
+    return ZQL_E_UNSUPPORTED;
+  }
+  /* rows carry __state only for a reader that merges: a row query shows key fields and
+   * final values (resolved point 6); the rows are copied when the input is made */
+  zql_result_table_t *t = &res[j]->tables[0];
+  zql_val_t *state = t->state;
+  if (!reads_states(p))
+    t->state = NULL;
+  rc = zql_rows_input_new(t, in, ri);
+  t->state = state;
+  if (rc)
+    fprintf(stderr, "zql %s: %s: cannot read the rows of %s [%s]\n", c->cmd, what,
+            p->source_agg, zql_err_code_str(rc));
+  return rc;
+}
+
 /* The result of statement i, computing the aggregates it reads first (`from agg`). */
 static int result_of(ctx_t *c, prog_t *g, zql_result_t **res, const bool *keep, uint32_t i,
                      unsigned depth)
@@ -681,52 +961,66 @@ static int result_of(ctx_t *c, prog_t *g, zql_result_t **res, const bool *keep, 
   const zql_plan_t *p = g->plans[i];
   if (!p->source_agg)
     return execute_on(c, p, NULL, keep[i], &res[i]);
-  int j = find_plan(g, p->source_agg);
-  if (j < 0 || depth > g->n) {
-    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate is not defined in the files "
-            "run together (until the results store, `from agg` reads an aggregate run in "
-            "the same command) [%s]\n", c->cmd, p->name, p->source_agg,
-            zql_err_code_str(ZQL_E_UNSUPPORTED));
-    return ZQL_E_UNSUPPORTED;
-  }
-  int rc = result_of(c, g, res, keep, (uint32_t)j, depth + 1);
-  if (rc)
-    return rc;
-  if (res[j]->ntables != 1) {
-    fprintf(stderr, "zql %s: %s: from agg %s: the aggregate has %u output tables; `from agg` "
-            "reads an aggregate with one [%s]\n", c->cmd, p->name, p->source_agg,
-            res[j]->ntables, zql_err_code_str(ZQL_E_UNSUPPORTED));
-    return ZQL_E_UNSUPPORTED;
-  }
   zql_input_t in;
   zql_rows_input_t *ri;
-  if ((rc = zql_rows_input_new(&res[j]->tables[0], &in, &ri)) != 0) {
-    fprintf(stderr, "zql %s: %s: cannot read the rows of %s [%s]\n", c->cmd, p->name,
-            p->source_agg, zql_err_code_str(rc));
-    return rc;
-  }
-  rc = execute_on(c, p, &in, keep[i], &res[i]);
+  zql_store_input_t *si;
+  int rc = source_input(c, g, res, keep, p, depth, &in, &ri, &si);
+  if (!rc)
+    rc = execute_on(c, p, &in, keep[i], &res[i]);
   zql_rows_input_free(ri);
+  zql_store_input_free(si);
   return rc;
+}
+
+/* The results of a program's statements (computed on demand by result_of) and which of
+ * them keep their rows' states (another statement of the run reads them). */
+typedef struct results {
+  zql_result_t **res;
+  bool *keep;
+} results_t;
+
+static int results_init(results_t *r, const prog_t *g)
+{
+  r->res = zql_calloc(g->n ? g->n : 1, sizeof *r->res);
+  r->keep = zql_calloc(g->n ? g->n : 1, sizeof *r->keep);
+  if (!r->res || !r->keep) {
+    zql_free(r->res);
+    zql_free(r->keep);
+    r->res = NULL;
+    r->keep = NULL;
+    return ZQL_E_NOMEM;
+  }
+  for (uint32_t i = 0; i < g->n; i++)
+    if (g->plans[i]->source_agg && reads_states(g->plans[i])) {
+      int j = find_plan(g, g->plans[i]->source_agg);
+      if (j >= 0)
+        r->keep[j] = true;
+    }
+  return 0;
+}
+
+static void results_free(results_t *r, const prog_t *g)
+{
+  for (uint32_t i = 0; i < g->n; i++)
+    zql_result_free(r->res[i]);
+  zql_free(r->res);
+  zql_free(r->keep);
+}
+
+/* Did result_of fail because the data directory has no event log? Then every other
+ * statement over events would say the same. */
+static bool no_log(const ctx_t *c, int rc)
+{
+  return rc == ZQL_E_IO && c->reader_tried && !c->reader;
 }
 
 static int run_prog(ctx_t *c, prog_t *g, FILE *out)
 {
   int rc = 0;
   bool header = g->n > 1;
-  zql_result_t **res = zql_calloc(g->n ? g->n : 1, sizeof *res);
-  bool *keep = zql_calloc(g->n ? g->n : 1, sizeof *keep);
-  if (!res || !keep) {
-    zql_free(res);
-    zql_free(keep);
+  results_t rs;
+  if (results_init(&rs, g) != 0)
     return ZQL_E_NOMEM;
-  }
-  for (uint32_t i = 0; i < g->n; i++)
-    if (!g->explain[i] && g->plans[i]->source_agg) {
-      int j = find_plan(g, g->plans[i]->source_agg);
-      if (j >= 0)
-        keep[j] = true;
-    }
   for (uint32_t i = 0; i < g->n; i++) {
     const zql_plan_t *p = g->plans[i];
     if (g->explain[i]) {
@@ -735,18 +1029,16 @@ static int run_prog(ctx_t *c, prog_t *g, FILE *out)
       zql_plan_explain(&sb, p, &eo);
       if (g->explain_analyze[i] || c->o.analyze) {
         zql_result_t *ar = NULL;
-        int r = 0;
+        int r;
         if (p->source_agg) {
-          int j = find_plan(g, p->source_agg);
-          r = j < 0 ? ZQL_E_UNSUPPORTED : result_of(c, g, res, keep, (uint32_t)j, 0);
           zql_input_t in;
-          zql_rows_input_t *ri = NULL;
-          if (!r && (r = zql_rows_input_new(&res[j]->tables[0], &in, &ri)) == 0)
+          zql_rows_input_t *ri;
+          zql_store_input_t *si;
+          r = source_input(c, g, rs.res, rs.keep, p, 0, &in, &ri, &si);
+          if (!r)
             r = execute_on(c, p, &in, false, &ar);
           zql_rows_input_free(ri);
-          if (j < 0)
-            fprintf(stderr, "zql %s: %s: from agg %s: not defined in this file [%s]\n",
-                    c->cmd, p->name, p->source_agg, zql_err_code_str(r));
+          zql_store_input_free(si);
         } else {
           r = execute(c, p, &ar);
         }
@@ -763,66 +1055,22 @@ static int run_prog(ctx_t *c, prog_t *g, FILE *out)
       zql_strbuf_release(&sb);
       continue;
     }
-    int r = result_of(c, g, res, keep, i, 0);
+    int r = result_of(c, g, rs.res, rs.keep, i, 0);
     if (r) {
       rc = r;
       c->status = EXIT_ERRORS;
-      if (r == ZQL_E_IO && !c->reader)
-        break; /* no log: every statement would say the same */
+      if (no_log(c, r))
+        break;
       continue;
     }
-    r = emit_result(c, p, res[i], out, header);
+    r = emit_result(c, p, rs.res[i], out, header);
     if (r) {
       rc = r;
       c->status = EXIT_ERRORS;
     }
   }
-  for (uint32_t i = 0; i < g->n; i++)
-    zql_result_free(res[i]);
-  zql_free(res);
-  zql_free(keep);
+  results_free(&rs, g);
   return rc;
-}
-
-/* The _id of an output row (R6): the plan's key template with {name} and {name:FORMAT}
- * (a strftime format for dates, in UTC) replaced by the key values, or "{k1}/{k2}/..."
- * by default, "_all" without keys. With `key doc` the caller stores the key document. */
-static void render_id(zql_strbuf_t *id, const zql_plan_t *p, const zql_result_table_t *rt,
-                      const zql_val_t *v)
-{
-  const char *tpl = p->key_template;
-  if (!tpl) {
-    uint32_t nk = 0;
-    for (uint32_t k = 0; k < rt->ncols; k++)
-      if (rt->is_key[k]) {
-        if (nk++)
-          zql_strbuf_addc(id, '/');
-        zql_cell_text(id, &v[k]);
-      }
-    if (!nk)
-      zql_strbuf_adds(id, "_all");
-    return;
-  }
-  for (const char *c = tpl; *c;) {
-    const char *close = *c == '{' ? strchr(c, '}') : NULL;
-    if (!close) {
-      zql_strbuf_addc(id, *c++);
-      continue;
-    }
-    const char *colon = memchr(c + 1, ':', (size_t)(close - c - 1));
-    size_t nlen = (size_t)((colon ? colon : close) - (c + 1));
-    const zql_val_t *val = NULL;
-    for (uint32_t k = 0; k < rt->ncols && !val; k++)
-      if (rt->names[k] && strlen(rt->names[k]) == nlen && memcmp(rt->names[k], c + 1, nlen) == 0)
-        val = &v[k];
-    if (!val) /* the analyzer checked the names; keep the text if it still does not match */
-      zql_strbuf_add(id, c, (size_t)(close - c + 1));
-    else if (colon && val->t == ZQL_V_DATE)
-      zql_tz_format_sb(id, colon + 1, (size_t)(close - colon - 1), zql_tz_utc(), val->u.i);
-    else
-      zql_cell_text(id, val);
-    c = close + 1;
-  }
 }
 
 /* -o FILE.bson: each aggregate's output documents, {_id, value: {...}, k: {...}}. */
@@ -834,14 +1082,15 @@ static int write_bson_docs(ctx_t *c, prog_t *g, const char *path)
             zql_err_code_str(ZQL_E_IO));
     return ZQL_E_IO;
   }
-  int rc = 0;
+  results_t rs;
+  int rc = results_init(&rs, g);
   for (uint32_t i = 0; i < g->n && !rc; i++) {
     const zql_plan_t *p = g->plans[i];
     if (g->explain[i])
       continue;
-    zql_result_t *res;
-    if ((rc = execute(c, p, &res)) != 0)
+    if ((rc = result_of(c, g, rs.res, rs.keep, i, 0)) != 0)
       break;
+    const zql_result_t *res = rs.res[i];
     for (uint32_t t = 0; t < res->ntables && !rc; t++) {
       const zql_result_table_t *rt = &res->tables[t];
       for (uint64_t r = 0; r < rt->nrows && !rc; r++) {
@@ -855,7 +1104,7 @@ static int write_bson_docs(ctx_t *c, prog_t *g, const char *path)
               zql_val_append_bson(&kd, rt->names[k], -1, &v[k]);
           bson_append_document_end(&d, &kd);
         } else {
-          render_id(&id, p, rt, v);
+          zql_outdoc_id(&id, p, zql_outdoc_table(p, t), v);
           bson_append_utf8(&d, "_id", 3, id.buf, (int)id.len);
         }
         bson_append_utf8(&d, "_agg", 4, p->name, -1);
@@ -879,8 +1128,9 @@ static int write_bson_docs(ctx_t *c, prog_t *g, const char *path)
         rc = rc ? rc : ZQL_E_RUN_FAILED;
     }
     warn_counters(c, p->name, res);
-    zql_result_free(res);
   }
+  if (rs.res)
+    results_free(&rs, g);
   if (fclose(f) != 0 && !rc)
     rc = ZQL_E_IO;
   if (rc == ZQL_E_IO)
@@ -892,13 +1142,18 @@ static void ctx_free(ctx_t *c)
 {
   if (c->reader)
     zql_evlog_reader_close(c->reader);
+  if (c->txn)
+    zql_store_abort(c->txn); /* a read transaction: nothing to keep */
+  zql_store_close(c->store);
 }
 
 static const char run_help[] =
     "usage: zql [--data DIR] run FILE.zql|FILE.zqlc [options]\n"
     "\n"
     "Run every aggregate (and ad-hoc query) of FILE over the event log of the data\n"
-    "directory and print the rows each aggregate would commit.\n"
+    "directory and print the rows each aggregate would commit. `from agg X` reads the\n"
+    "rows of X when FILE defines X, else the documents X has in the results store of\n"
+    "the data directory (`zql agg add` and `zql agg run` put them there).\n"
     "\n"
     "  --dry-run            print at most --limit rows per aggregate (default 20)\n"
     "  --limit N            rows shown per aggregate with --dry-run\n"
@@ -916,7 +1171,7 @@ static const char run_help[] =
 
 int zql_cmd_run(const zql_cli_t *cli, int argc, char **argv)
 {
-  ctx_t c = {cli, "run", {0}, NULL, false, 0};
+  ctx_t c = {.cli = cli, .cmd = "run"};
   ropts_init(&c.o);
   const char *file = NULL;
   for (int i = 1; i < argc; i++) {
@@ -978,7 +1233,7 @@ int zql_cmd_run(const zql_cli_t *cli, int argc, char **argv)
 
 int zql_cmd_explain(const zql_cli_t *cli, int argc, char **argv)
 {
-  ctx_t c = {cli, "explain", {0}, NULL, false, 0};
+  ctx_t c = {.cli = cli, .cmd = "explain"};
   ropts_init(&c.o);
   const char *file = NULL;
   char **names = zql_calloc((size_t)argc + 1, sizeof *names);
@@ -1041,7 +1296,7 @@ int zql_cmd_explain(const zql_cli_t *cli, int argc, char **argv)
 
 int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv)
 {
-  ctx_t c = {cli, "compile", {0}, NULL, false, 0};
+  ctx_t c = {.cli = cli, .cmd = "compile"};
   ropts_init(&c.o);
   const char *file = NULL, *out = NULL;
   for (int i = 1; i < argc; i++) {
@@ -1111,12 +1366,13 @@ int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv)
   }
   prog_free(&g);
   zql_arena_delete(arena);
+  ctx_free(&c);
   return rc ? EXIT_ERRORS : EXIT_OK;
 }
 
 int zql_cmd_adhoc(const zql_cli_t *cli, int argc, char **argv)
 {
-  ctx_t c = {cli, "-c", {0}, NULL, false, 0};
+  ctx_t c = {.cli = cli, .cmd = "-c"};
   ropts_init(&c.o);
   const char *text = NULL;
   for (int i = 1; i < argc; i++) {

@@ -42,6 +42,7 @@
 #include "runtime/evlog.h"
 #include "runtime/evlog_input.h"
 #include "runtime/outdoc.h"
+#include "runtime/store_input.h"
 
 /* ==== small helpers ==== */
 
@@ -138,6 +139,8 @@ typedef struct agg {
   wm_t wm;
   runrec_t last;           /* the last run record (run 0: none) */
   zql_evlog_reader_t *reader;
+  char *src_coll;          /* `from agg X`: X's output collection */
+  int64_t src_seq;         /* and X's watermark (this aggregate is current up to it) */
   const zql_incr_opts_t *o;
   zql_incr_report_t *rep;
   zql_strbuf_t *err;
@@ -162,6 +165,11 @@ static int lock_agg(agg_t *a)
   return 0;
 }
 
+static bool is_output(const zql_ptable_t *t)
+{
+  return !t->intermediate && !t->prepass;
+}
+
 static void agg_free(agg_t *a)
 {
   if (a->lockfd >= 0)
@@ -169,6 +177,7 @@ static void agg_free(agg_t *a)
   zql_xplan_free(a->x);
   zql_plan_free(a->plan);
   zql_free(a->bk);
+  zql_free(a->src_coll);
   zql_evlog_reader_close(a->reader);
 }
 
@@ -270,6 +279,35 @@ static int run_write(agg_t *a, zql_store_txn_t *t, const runrec_t *r, const char
   return rc;
 }
 
+/* `from agg X`: where X's documents are and how far X got. */
+static int load_source(agg_t *a, zql_store_txn_t *t)
+{
+  const char *x = a->plan->source_agg;
+  zql_catentry_t e;
+  bson_t doc;
+  int rc = zql_catalog_get(t, x, &e, &doc, a->err);
+  if (rc == ZQL_STORE_NOTFOUND) {
+    zql_strbuf_addf(a->err, "%s reads `from agg %s`, which the results store does not hold "
+                    "(zql agg add it first)", a->name, x);
+    return ZQL_E_NO_AGG;
+  }
+  zql_plan_t *xp = NULL;
+  if (!rc)
+    rc = zql_plan_from_bson(e.plan, e.plan_len, &xp, a->err);
+  for (uint32_t i = 0; !rc && xp && i < xp->ntables && !a->src_coll; i++)
+    if (is_output(&xp->tables[i]) && !(a->src_coll = zql_strndup(xp->tables[i].into, strlen(xp->tables[i].into))))
+      rc = ZQL_E_NOMEM;
+  if (!rc && !a->src_coll) {
+    zql_strbuf_addf(a->err, "%s: `from agg %s`: %s has no output table", a->name, x, x);
+    rc = ZQL_E_USAGE;
+  }
+  zql_plan_free(xp);
+  wm_t w;
+  if (!rc && (rc = wm_read(t, x, &w, a->err)) == 0)
+    a->src_seq = w.seq;
+  return rc;
+}
+
 /* Load the catalog entry (the plan), the watermark and the last run record. */
 static int agg_load(agg_t *a)
 {
@@ -295,6 +333,8 @@ static int agg_load(agg_t *a)
     rc = wm_read(t, a->name, &a->wm, a->err);
   if (!rc)
     rc = run_read(t, a->name, a->wm.run, &a->last, a->err);
+  if (!rc && a->plan->source_agg)
+    rc = load_source(a, t);
   zql_store_abort(t);
   if (rc)
     return rc;
@@ -329,21 +369,32 @@ static int open_log(agg_t *a)
   return zql_evlog_reader_open(a->data_dir, &a->reader, a->err);
 }
 
-static bool is_output(const zql_ptable_t *t)
-{
-  return !t->intermediate && !t->prepass;
-}
-
 /* ==== execution ==== */
 
 static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_hi,
                    zql_result_t **res)
 {
-  int rc = open_log(a);
-  if (rc)
-    return rc;
   zql_input_t in;
-  zql_evlog_input(a->reader, &in);
+  zql_store_input_t *si = NULL;
+  int rc = 0;
+  if (a->plan->source_agg) {
+    /* `from agg X`: every stored document of X, one snapshot (R17 rollups) */
+    zql_store_txn_t *t;
+    if ((rc = zql_store_begin(a->s, false, &t, a->err)) != 0)
+      return rc;
+    rc = zql_store_input_new(t, a->src_coll, ZQL_STORE_INPUT_STATES, &in, &si, a->err);
+    zql_store_abort(t);
+    if (rc)
+      return rc;
+    lo = in.lo;
+    hi = in.hi;
+    ts_lo = INT64_MIN;
+    ts_hi = INT64_MAX;
+  } else if ((rc = open_log(a)) != 0) {
+    return rc;
+  } else {
+    zql_evlog_input(a->reader, &in);
+  }
   if (in.hi > in.lo && hi - lo < in.hi - in.lo) /* the range's share of the bytes */
     in.bytes = (uint64_t)((double)in.bytes * (double)(hi - lo) / (double)(in.hi - in.lo));
   in.lo = lo;
@@ -368,6 +419,7 @@ static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_h
   double t0 = mono();
   rc = zql_exec_run(a->x, &in, &ro, res, a->err);
   a->rep->exec_seconds += mono() - t0;
+  zql_store_input_free(si);
   if (rc)
     return rc;
   a->rep->events += (*res)->counters.events;
@@ -436,11 +488,8 @@ static int rowset_build(agg_t *a, const zql_result_t *res, rowset_t *rs)
   rs->v = zql_calloc(n ? n : 1, sizeof *rs->v);
   if (!rs->v)
     return ZQL_E_NOMEM;
-  /* result tables are the plan's output tables in order */
-  uint32_t pt = 0;
-  for (uint32_t t = 0; t < res->ntables; t++, pt++) {
-    while (pt < a->plan->ntables && !is_output(&a->plan->tables[pt]))
-      pt++;
+  for (uint32_t t = 0; t < res->ntables; t++) {
+    uint32_t pt = zql_outdoc_table(a->plan, t);
     const zql_result_table_t *rt = &res->tables[t];
     for (uint64_t r = 0; r < rt->nrows; r++) {
       orow_t *o = &rs->v[rs->n++];
@@ -470,16 +519,6 @@ static int rowset_build(agg_t *a, const zql_result_t *res, rowset_t *rs)
                       (const char *)row_id(rs, &rs->v[i]));
       return ZQL_E_RUN_FAILED;
     }
-  return 0;
-}
-
-/* The plan table of result table t. */
-static uint32_t plan_table(const agg_t *a, uint32_t t)
-{
-  uint32_t k = 0;
-  for (uint32_t i = 0; i < a->plan->ntables; i++)
-    if (is_output(&a->plan->tables[i]) && k++ == t)
-      return i;
   return 0;
 }
 
@@ -650,7 +689,7 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
       crash_point("mid-commit");
     const orow_t *o = &rs.v[i];
     const zql_result_table_t *rt = &res->tables[o->t];
-    uint32_t pti = plan_table(a, o->t);
+    uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const zql_ptable_t *pt = &a->plan->tables[pti];
     const zql_val_t *row = &rt->vals[o->r * rt->ncols];
     const zql_val_t *state = &rt->state[o->r];
@@ -837,7 +876,7 @@ static int run_upsert(agg_t *a, runrec_t *r)
     if (!has_id(&touched, o->t, id, o->len))
       continue;
     const zql_result_table_t *rt = &all->tables[o->t];
-    uint32_t pti = plan_table(a, o->t);
+    uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const char *coll = a->plan->tables[pti].into;
     bson_t old;
     zql_outdoc_meta_t m = {r->hi, 1, 0, true};
@@ -933,7 +972,7 @@ static int run_full(agg_t *a, runrec_t *r)
   for (size_t i = 0; i < rs.n && !rc; i++) {
     const orow_t *o = &rs.v[i];
     const zql_result_table_t *rt = &res->tables[o->t];
-    uint32_t pti = plan_table(a, o->t);
+    uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const zql_ptable_t *pt = &a->plan->tables[pti];
     const zql_val_t *row = &rt->vals[o->r * rt->ncols];
     if (pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE &&
@@ -1022,7 +1061,7 @@ static int run_incremental(agg_t *a, runrec_t *r)
 
 /* Record a failed run (the store keeps the reason; the next run starts anew from the
  * watermark, which did not move). */
-static void record_failure(agg_t *a, runrec_t *r)
+static void record_failure(agg_t *a, runrec_t *r, const char *why)
 {
   zql_store_txn_t *txn;
   zql_strbuf_t e = ZQL_STRBUF_INIT;
@@ -1030,7 +1069,7 @@ static void record_failure(agg_t *a, runrec_t *r)
   if (zql_store_begin(a->s, true, &txn, &e) == 0) {
     zql_strbuf_t *saved = a->err;
     a->err = &e;
-    int rc = run_write(a, txn, r, saved->len ? saved->buf : "failed");
+    int rc = run_write(a, txn, r, why ? why : saved->len ? saved->buf : "failed");
     a->err = saved;
     if (rc == 0)
       zql_store_commit(txn, &e);
@@ -1086,16 +1125,25 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
     return rc;
   }
   runrec_t r = {0};
+  if (a.last.run && strcmp(a.last.status, "started") == 0 && a.rebuild_pending &&
+      strcmp(a.last.kind, "rebuild") != 0) {
+    /* the definition changed since that run started: its plan is gone, and the rebuild
+     * that comes next recomputes everything */
+    runrec_t old = a.last;
+    record_failure(&a, &old, "superseded by the rebuild of a changed definition");
+    a.last.status[0] = 0;
+  }
   if (a.last.run && strcmp(a.last.status, "started") == 0 &&
       strcmp(a.last.kind, "backfill") != 0) {
     r = a.last; /* re-executed with the same range (R12) */
     rep->resumed = true;
   } else {
-    if ((rc = open_log(&a)) != 0) {
+    if (!a.plan->source_agg && (rc = open_log(&a)) != 0) {
       agg_free(&a);
       return rc;
     }
-    int64_t hi = zql_evlog_reader_last_seq(a.reader);
+    /* events up to the log's end; for `from agg X`: as far as X got */
+    int64_t hi = a.plan->source_agg ? a.src_seq : zql_evlog_reader_last_seq(a.reader);
     if (o->upto > 0 && o->upto < hi)
       hi = o->upto;
     bool full = rebuild || a.rebuild_pending || strcmp(a.plan->mode, "replace") == 0 ||
@@ -1131,7 +1179,7 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
   else
     rc = run_full(&a, &r);
   if (rc && rc != ZQL_E_NOMEM && rc != ZQL_E_IO)
-    record_failure(&a, &r);
+    record_failure(&a, &r, NULL);
   agg_free(&a);
   rep->seconds = mono() - t0;
   return rc;
@@ -1364,7 +1412,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
         zql_store_abort(txn);
     }
   } else if (rc != ZQL_E_NOMEM && rc != ZQL_E_IO) {
-    record_failure(&a, &r);
+    record_failure(&a, &r, NULL);
   }
   agg_free(&a);
   rep->seconds = mono() - t0;

@@ -25,6 +25,15 @@ static bool key_doc(bson_t *d, const char *name, const zql_ptable_t *pt, const z
   return bson_append_document_end(d, &kd);
 }
 
+uint32_t zql_outdoc_table(const zql_plan_t *p, uint32_t t)
+{
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < p->ntables; i++)
+    if (!p->tables[i].intermediate && !p->tables[i].prepass && k++ == t)
+      return i;
+  return 0;
+}
+
 void zql_outdoc_id(zql_strbuf_t *id, const zql_plan_t *p, uint32_t t, const zql_val_t *row)
 {
   const zql_ptable_t *pt = &p->tables[t];
@@ -129,4 +138,28 @@ void zql_outdoc_read_meta(const bson_t *doc, zql_outdoc_meta_t *meta)
     else if (strcmp(k, "_late") == 0)
       meta->late = bson_iter_as_int64(&it);
   }
+}
+
+typedef struct timefilter {
+  int64_t t1, t2;
+  zql_store_visit_fn fn;
+  void *arg;
+} timefilter_t;
+
+static int time_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  const timefilter_t *f = arg;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, "b") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+    return 0;
+  int64_t b = bson_iter_date_time(&it);
+  return b >= f->t1 && b < f->t2 ? f->fn(f->arg, id, idlen, doc) : 0;
+}
+
+int zql_outdoc_scan_time(zql_store_txn_t *t, const char *coll, const void *prefix, size_t plen,
+                         int64_t t1, int64_t t2, zql_store_visit_fn fn, void *arg,
+                         zql_strbuf_t *err)
+{
+  timefilter_t f = {t1, t2, fn, arg};
+  return zql_store_prefix(t, coll, prefix, plen, time_visit, &f, err);
 }

@@ -20,6 +20,11 @@
 #include "exec/value.h"
 #include "planner/plan.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/store.h"
+
+/* The plan table of the t-th output table of a result (the tables that are neither per
+ * stages nor session pre-passes, in plan order). */
+uint32_t zql_outdoc_table(const zql_plan_t *p, uint32_t t);
 
 /* The store id of row (table t's ncols values) into id (appended): the rendered template,
  * or with key_doc the BSON bytes of {key: value...}. */
@@ -39,6 +44,14 @@ typedef struct zql_outdoc_meta {
 bool zql_outdoc_build(bson_t *d, const zql_plan_t *p, uint32_t t, const zql_val_t *row,
                       const zql_val_t *state, const char *id, size_t idlen,
                       const zql_outdoc_meta_t *meta);
+
+/* Visit, in id order, the documents of coll whose id starts with prefix (plen 0: all)
+ * and whose bucket start `b` lies in [t1, t2): the time-series reads of the query service
+ * (R17: `/q` asks for one key's buckets over a time range). Documents without `b` are
+ * skipped. Results as zql_store_prefix. */
+int zql_outdoc_scan_time(zql_store_txn_t *t, const char *coll, const void *prefix, size_t plen,
+                         int64_t t1, int64_t t2, zql_store_visit_fn fn, void *arg,
+                         zql_strbuf_t *err);
 
 /* The bookkeeping fields of a stored document (absent ones are 0). */
 void zql_outdoc_read_meta(const bson_t *doc, zql_outdoc_meta_t *meta);

@@ -43,6 +43,7 @@ static const group_t groups[] = {
     {"value", zql_unit_value},   {"agg", zql_unit_agg},
     {"agg_sketch", zql_unit_agg_sketch}, {"tz", zql_unit_tz},
     {"func_time", zql_unit_func_time}, {"store", zql_unit_store},
+    {"store_input", zql_unit_store_input},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

@@ -23,6 +23,7 @@
 
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/outdoc.h"
 #include "runtime/store.h"
 
 
@@ -954,6 +955,68 @@ static void test_open_twice(void **state)
   zql_store_abort(t);
 }
 
+/* A lazy commit is visible at once and survives a reopen (the next durable commit, or
+ * the close, writes it out; only a system crash could lose it). */
+static void test_commit_lazy(void **state)
+{
+  fix_t *f = *state;
+  zql_store_txn_t *t = begin(f, true);
+  put_v(t, "c", "lazy", 4, 7);
+  assert_int_equal(zql_store_commit_lazy(t, NULL), 0);
+  t = begin(f, false);
+  assert_int_equal(get_v(t, "c", "lazy", 4), 7);
+  zql_store_abort(t);
+  t = begin(f, true); /* a durable commit after it */
+  put_v(t, "c", "durable", 7, 8);
+  commit(t);
+  reopen(f);
+  t = begin(f, false);
+  assert_int_equal(get_v(t, "c", "lazy", 4), 7);
+  assert_int_equal(get_v(t, "c", "durable", 7), 8);
+  zql_store_abort(t);
+}
+
+typedef struct tseen {
+  char ids[8][32];
+  int n;
+} tseen_t;
+
+static int idseen_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  (void)doc;
+  tseen_t *s = arg;
+  if (s->n < 8)
+    snprintf(s->ids[s->n++], sizeof s->ids[0], "%.*s", (int)idlen, (const char *)id);
+  return 0;
+}
+
+/* Time-series reads: one key's documents whose bucket b is in [t1, t2). */
+static void test_scan_time(void **state)
+{
+  fix_t *f = *state;
+  static const struct { const char *id; int64_t b; } docs[] = {
+      {"a/1", 1000}, {"a/2", 2000}, {"a/3", 3000}, {"ab/2", 2000}, {"b/2", 2000}, {"a/x", -1}};
+  zql_store_txn_t *t = begin(f, true);
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(docs); i++) {
+    bson_t d = BSON_INITIALIZER;
+    if (docs[i].b >= 0)
+      BSON_APPEND_DATE_TIME(&d, "b", docs[i].b);
+    assert_int_equal(zql_store_put(t, "zagg.x", docs[i].id, strlen(docs[i].id), &d, NULL), 0);
+    bson_destroy(&d);
+  }
+  commit(t);
+  t = begin(f, false);
+  tseen_t s = {0};
+  assert_int_equal(zql_outdoc_scan_time(t, "zagg.x", "a/", 2, 2000, 3001, idseen_visit, &s, NULL), 0);
+  assert_int_equal(s.n, 2); /* a/2, a/3: not a/1 (before), ab/2 or b/2 (other keys), a/x (no b) */
+  assert_string_equal(s.ids[0], "a/2");
+  assert_string_equal(s.ids[1], "a/3");
+  memset(&s, 0, sizeof s);
+  assert_int_equal(zql_outdoc_scan_time(t, "zagg.x", NULL, 0, 2000, 2001, idseen_visit, &s, NULL), 0);
+  assert_int_equal(s.n, 3); /* a/2, ab/2, b/2 */
+  zql_store_abort(t);
+}
+
 int zql_unit_store(void)
 {
   const struct CMUnitTest tests[] = {
@@ -963,6 +1026,7 @@ int zql_unit_store(void)
       T(test_drop),              T(test_replace),           T(test_collections),
       T(test_large_documents),   T(test_many_small),        T(test_map_growth),
       T(test_invalid_arguments), T(test_corruption),        T(test_open_twice),
+      T(test_commit_lazy),       T(test_scan_time),
 #undef T
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
