@@ -1188,6 +1188,127 @@ static void test_end_to_end(void **state)
   free_events(&e);
 }
 
+/* The reduce-mode commit: states of runs over (0, k] and (k, n] merged by
+ * zql_exec_refinalize equal one run over (0, n], values and saved state bytes (R11,
+ * resolved point 14), for every split point tried. */
+static void test_refinalize(void **state)
+{
+  (void)state;
+  static const char src[] =
+      "aggregate m from event\n"
+      "  group by context.project as project, bucket(timestamp, day) as day\n"
+      "  compute n = count(), users = hll(context.user), ms = avg(extra.ms),\n"
+      "          p50 = quantile(extra.ms, 0.5), p90 = quantile(extra.ms, 0.9),\n"
+      "          total = sum(extra.ms), ratio = sum(extra.ms) / count(),\n"
+      "          who = distinct_count(context.user), lo = min(extra.ms),\n"
+      "          last_type = last(type), kinds = topk(type, 3)\n"
+      "  key \"{project}/{day:%Y-%m-%d}\";\n";
+  evs_t e;
+  make_events(&e, 1500);
+  prog_t *g = compile(NULL, src);
+  assert_analyzed(g);
+  zql_input_t all;
+  events_input(&e, &all);
+  zql_plan_t *p;
+  zql_result_t *whole = run_stmt(g, 0, &all, true, true, &p);
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  zql_xplan_t *x = NULL;
+  assert_int_equal(zql_xplan_prepare(p, 1707000000000, &x, &err), 0);
+  const zql_result_table_t *w = &whole->tables[0];
+  assert_true(w->nrows >= 16);
+  static const int64_t cuts[] = {1, 700, 1499};
+  for (size_t c = 0; c < ZQL_ARRAY_LEN(cuts); c++) {
+    zql_input_t a = all, b = all;
+    a.hi = cuts[c];
+    b.lo = cuts[c];
+    zql_plan_t *pa, *pb;
+    zql_result_t *ra = run_stmt(g, 0, &a, true, true, &pa);
+    zql_result_t *rb = run_stmt(g, 0, &b, true, true, &pb);
+    const zql_result_table_t *ta = &ra->tables[0], *tb = &rb->tables[0];
+    zql_arena_t *arena = zql_arena_create(NULL);
+    for (uint64_t r = 0; r < w->nrows; r++) {
+      const zql_val_t *row = &w->vals[r * w->ncols];
+      /* this group's rows in the two parts (by the rendered id) */
+      zql_strbuf_t id = ZQL_STRBUF_INIT, ida = ZQL_STRBUF_INIT;
+      zql_outdoc_id(&id, p, 0, row);
+      const bson_t *sts[2];
+      bson_t sv[2];
+      size_t ns = 0;
+      const zql_result_table_t *parts[2] = {ta, tb};
+      for (int k = 0; k < 2; k++)
+        for (uint64_t q = 0; q < parts[k]->nrows; q++) {
+          zql_strbuf_reset(&ida);
+          zql_outdoc_id(&ida, p, 0, &parts[k]->vals[q * parts[k]->ncols]);
+          if (ida.len == id.len && memcmp(ida.buf, id.buf, id.len) == 0) {
+            const zql_val_t *st = &parts[k]->state[q];
+            assert_true(bson_init_static(&sv[ns], st->u.p, st->len));
+            sts[ns] = &sv[ns];
+            ns++;
+          }
+        }
+      assert_true(ns >= 1);
+      zql_val_t *cols = zql_arena_alloc(arena, w->ncols * sizeof *cols);
+      zql_val_t merged;
+      if (zql_exec_refinalize(x, 0, row, sts, ns, arena, cols, &merged, &err) != 0)
+        fail_msg("refinalize: %s", err.buf);
+      for (uint32_t col = 0; col < w->ncols; col++) {
+        zql_strbuf_t t1 = ZQL_STRBUF_INIT, t2 = ZQL_STRBUF_INIT;
+        zql_cell_text(&t1, &row[col]);
+        zql_cell_text(&t2, &cols[col]);
+        if (strcmp(w->names[col], "kinds") != 0 || ns == 1) /* topk: split-dependent */
+          assert_string_equal(t1.buf, t2.buf);
+        zql_strbuf_release(&t1);
+        zql_strbuf_release(&t2);
+      }
+      assert_int_equal(merged.t, ZQL_V_DOC);
+      bson_t mw, mm;
+      assert_true(bson_init_static(&mw, w->state[r].u.p, w->state[r].len));
+      assert_true(bson_init_static(&mm, merged.u.p, merged.len));
+      bson_iter_t iw, im;
+      assert_true(bson_iter_init(&iw, &mw) && bson_iter_init(&im, &mm));
+      while (bson_iter_next(&iw)) { /* every saved state byte for byte (but topk's) */
+        assert_true(bson_iter_next(&im));
+        assert_string_equal(bson_iter_key(&iw), bson_iter_key(&im));
+        if (strcmp(bson_iter_key(&iw), "kinds") == 0)
+          continue;
+        const uint8_t *d1, *d2;
+        uint32_t l1, l2;
+        bson_iter_document(&iw, &l1, &d1);
+        bson_iter_document(&im, &l2, &d2);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(d1, d2, l1);
+      }
+      assert_false(bson_iter_next(&im));
+      zql_strbuf_release(&id);
+      zql_strbuf_release(&ida);
+    }
+    /* a state of another kind is refused, not merged */
+    bson_t bad = BSON_INITIALIZER, one;
+    BSON_APPEND_DOCUMENT_BEGIN(&bad, "n", &one);
+    BSON_APPEND_UTF8(&one, "k", "hll");
+    bson_append_document_end(&bad, &one);
+    const bson_t *bs[1] = {&bad};
+    zql_val_t *cols = zql_arena_alloc(arena, w->ncols * sizeof *cols);
+    zql_val_t merged;
+    zql_strbuf_reset(&err);
+    assert_int_equal(zql_exec_refinalize(x, 0, w->vals, bs, 1, arena, cols, &merged, &err),
+                     ZQL_E_CORRUPT);
+    assert_non_null(strstr(err.buf, "'n'"));
+    bson_destroy(&bad);
+    zql_arena_delete(arena);
+    zql_result_free(ra);
+    zql_result_free(rb);
+    zql_plan_free(pa);
+    zql_plan_free(pb);
+  }
+  zql_strbuf_release(&err);
+  zql_xplan_free(x);
+  zql_result_free(whole);
+  zql_plan_free(p);
+  prog_free(g);
+  free_events(&e);
+}
+
 /* }==== */
 
 int zql_unit_store_input(void)
@@ -1197,7 +1318,7 @@ int zql_unit_store_input(void)
       T(test_rows),               T(test_missing_collection), T(test_split_and_ranges),
       T(test_corrupt_documents),  T(test_snapshot),           T(test_input_oom),
       T(test_sources_basic),      T(test_sources_versions),   T(test_sources_transitive),
-      T(test_sources_unknown),
+      T(test_sources_unknown),   T(test_refinalize),
       T(test_wanted),             T(test_sources_collisions), T(test_sources_errors),
       T(test_diags_trim),         T(test_end_to_end),
 #undef T
