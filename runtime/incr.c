@@ -1472,6 +1472,34 @@ static int fingerprint(const zql_plan_t *p, int64_t *out)
   return rc;
 }
 
+/* Another stored aggregate writing one of p's output collections? */
+typedef struct clash {
+  const zql_plan_t *p;
+  zql_strbuf_t *msg;
+} clash_t;
+
+static int clash_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  clash_t *c = arg;
+  if (idlen == strlen(c->p->name) && memcmp(id, c->p->name, idlen) == 0)
+    return 0;
+  bson_iter_t it, a;
+  if (!bson_iter_init_find(&it, doc, "into") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+      !bson_iter_recurse(&it, &a))
+    return 0;
+  while (bson_iter_next(&a)) {
+    const char *coll = BSON_ITER_HOLDS_UTF8(&a) ? bson_iter_utf8(&a, NULL) : "";
+    for (uint32_t i = 0; i < c->p->ntables; i++)
+      if (is_output(&c->p->tables[i]) && strcmp(c->p->tables[i].into, coll) == 0) {
+        zql_strbuf_addf(c->msg, "%s: its output collection \"%s\" is already the output of "
+                        "%.*s; give it another `into`", c->p->name, coll, (int)idlen,
+                        (const char *)id);
+        return 1;
+      }
+  }
+  return 0;
+}
+
 int zql_incr_define(zql_store_t *s, const zql_plan_t *p, const char *file, const char *source,
                     size_t len, bool rebuild, zql_def_status_t *status, zql_strbuf_t *err)
 {
@@ -1495,6 +1523,11 @@ int zql_incr_define(zql_store_t *s, const zql_plan_t *p, const char *file, const
   int32_t version = 1;
   int64_t created = wall_ms();
   bool pending = false;
+  clash_t cl = {p, err};
+  if (!rc) {
+    int sc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, clash_visit, &cl, err);
+    rc = sc == 1 ? ZQL_E_USAGE : sc < 0 ? sc : 0;
+  }
   if (!rc && g == 0) {
     version = e.version;
     created = e.created;
