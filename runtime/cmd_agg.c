@@ -97,6 +97,8 @@ typedef struct runopts {
   bool raw, bson;         /* dump */
   const char *from, *to;
   uint64_t limit;
+  const char *seen[32];   /* the options given, for check_options */
+  size_t nseen;
 } runopts_t;
 
 bool zql_cli_parse_size(const char *s, uint64_t *out)
@@ -130,7 +132,51 @@ static bool parse_time(const char *s, int64_t *ms)
 }
 
 /* Parse argv[*i] if it is a run option: 1 consumed, 0 not an option, -1 error (printed). */
+static int run_option_(runopts_t *r, int argc, char **argv, int *i);
+
+/* Parse argv[*i] if it is an option; remember it for check_options. */
 static int run_option(runopts_t *r, int argc, char **argv, int *i)
+{
+  const char *a = argv[*i];
+  int rc = run_option_(r, argc, argv, i);
+  if (rc == 1 && r->nseen < ZQL_ARRAY_LEN(r->seen))
+    r->seen[r->nseen++] = a;
+  return rc;
+}
+
+/* The options each subcommand takes (space-separated, with spaces around). */
+static const char *allowed_options(const char *sub)
+{
+  static const struct { const char *sub, *opts; } t[] = {
+      {"add", " --rebuild --threads --mem-limit --now --upto "},
+      {"run", " --all --threads --mem-limit --now --upto "},
+      {"rebuild", " --threads --mem-limit --now --upto "},
+      {"backfill", " --from --to --threads --mem-limit --now "},
+      {"runs", " --limit "},
+      {"dump", " --raw --bson "},
+  };
+  for (size_t i = 0; i < ZQL_ARRAY_LEN(t); i++)
+    if (strcmp(t[i].sub, sub) == 0)
+      return t[i].opts;
+  return " ";
+}
+
+/* An option that the subcommand does not take is a usage error, not silently ignored. */
+static bool check_options(const runopts_t *r, const char *sub)
+{
+  const char *ok = allowed_options(sub);
+  for (size_t i = 0; i < r->nseen; i++) {
+    char want[64];
+    snprintf(want, sizeof want, " %s ", r->seen[i]);
+    if (!strstr(ok, want)) {
+      usage("%s does not apply to `zql agg %s`", r->seen[i], sub);
+      return false;
+    }
+  }
+  return true;
+}
+
+static int run_option_(runopts_t *r, int argc, char **argv, int *i)
 {
   const char *a = argv[*i];
   const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
@@ -244,7 +290,7 @@ static int run_one(const zql_cli_t *cli, zql_store_t *s, const char *name, bool 
     zql_strbuf_t err = ZQL_STRBUF_INIT;
     int rc = zql_incr_run(s, cli->data_dir, name, rebuild, &ro->o, &rep, &err);
     if (rc) {
-      fail("run", rc, &err);
+      fail(rebuild ? "rebuild" : "run", rc, &err);
       zql_strbuf_release(&err);
       return rc;
     }
@@ -309,6 +355,10 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
     }
     if (r == 0)
       paths[npaths++] = argv[i];
+  }
+  if (!check_options(&ro, "add")) {
+    free(paths);
+    return EXIT_USAGE;
   }
   if (!npaths) {
     free(paths);
@@ -598,8 +648,9 @@ static int cmd_show(zql_store_t *s, const char *name)
            "  identity  %s\n  mode      %s\n",
            name, e.file, e.version, c1, c2, pending ? "  REBUILD PENDING" : "", e.identity,
            p->mode);
-    if (p->schedule)
-      printf("  schedule  %s\n", p->schedule);
+    if (p->schedule) /* the clause as written: "schedule every 1m" */
+      printf("  schedule  %s\n", strncmp(p->schedule, "schedule ", 9) == 0 ? p->schedule + 9
+                                                                      : p->schedule);
     if (p->lateness_ms || strcmp(p->late, "merge") != 0)
       printf("  late      lateness %" PRId64 " ms, late %s%s%s\n", p->lateness_ms, p->late,
              p->sidecar ? " " : "", p->sidecar ? p->sidecar : "");
@@ -808,6 +859,8 @@ int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv)
                strcmp(sub, "runs") == 0 || strcmp(sub, "dump") == 0;
   if (!known)
     return usage("unknown command '%s'", sub);
+  if (!check_options(&ro, sub))
+    return EXIT_USAGE;
   if (strcmp(sub, "list") == 0 && nnames)
     return usage("list takes no names");
   if (strcmp(sub, "run") == 0 && (nnames > 0) == ro.all)
@@ -821,6 +874,8 @@ int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv)
     if (!parse_time(ro.from, &t1) || !parse_time(ro.to, &t2))
       return usage("backfill: --from/--to must be ISO-8601 times with a zone "
                    "(2011-07-01 or 2011-07-01T00:00:00Z)");
+    if (t2 <= t1)
+      return usage("backfill: --to must be after --from");
   }
   zql_store_t *s;
   if (open_store(cli, &s) != 0)

@@ -871,6 +871,8 @@ static int run_upsert(agg_t *a, runrec_t *r)
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
   for (size_t i = 0; i < rs.n && !rc; i++) {
+    if (i == rs.n / 2 && i)
+      crash_point("mid-commit");
     const orow_t *o = &rs.v[i];
     const uint8_t *id = row_id(&rs, o);
     if (!has_id(&touched, o->t, id, o->len))
@@ -906,6 +908,11 @@ static int run_upsert(agg_t *a, runrec_t *r)
   wm_t w = a->wm;
   w.seq = r->hi;
   w.run = r->run;
+  if (fresh && fresh->counters.max_ts != INT64_MIN &&
+      (!w.has_et || fresh->counters.max_ts > w.et)) {
+    w.et = fresh->counters.max_ts;
+    w.has_et = true;
+  }
   if (!rc)
     rc = retention(a, txn, &w, false);
   snprintf(r->status, sizeof r->status, "committed");
@@ -970,6 +977,8 @@ static int run_full(agg_t *a, runrec_t *r)
     rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
   }
   for (size_t i = 0; i < rs.n && !rc; i++) {
+    if (i == rs.n / 2 && i)
+      crash_point("mid-commit");
     const orow_t *o = &rs.v[i];
     const zql_result_table_t *rt = &res->tables[o->t];
     uint32_t pti = zql_outdoc_table(a->plan, o->t);
@@ -1059,6 +1068,26 @@ static int run_incremental(agg_t *a, runrec_t *r)
   return rc;
 }
 
+static int backfill_continue(agg_t *a, runrec_t *r); /* below */
+
+/* A run with nothing new still expires documents past their retention (R19). */
+static int sweep_only(agg_t *a)
+{
+  if (a->plan->retain_ms < 0)
+    return 0;
+  wm_t w = a->wm;
+  zql_store_txn_t *txn;
+  int rc = zql_store_begin(a->s, true, &txn, a->err);
+  if (rc)
+    return rc;
+  int64_t swept = w.swept;
+  if ((rc = retention(a, txn, &w, false)) == 0 && w.swept != swept &&
+      (rc = wm_write(txn, a->name, &w, a->err)) == 0)
+    return zql_store_commit(txn, a->err);
+  zql_store_abort(txn);
+  return rc;
+}
+
 /* Record a failed run (the store keeps the reason; the next run starts anew from the
  * watermark, which did not move). */
 static void record_failure(agg_t *a, runrec_t *r, const char *why)
@@ -1134,7 +1163,17 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
     a.last.status[0] = 0;
   }
   if (a.last.run && strcmp(a.last.status, "started") == 0 &&
-      strcmp(a.last.kind, "backfill") != 0) {
+      strcmp(a.last.kind, "backfill") == 0) {
+    /* an interrupted backfill: finish its remaining (older) buckets first; the next call
+     * runs the new events */
+    r = a.last;
+    rep->resumed = true;
+    rc = backfill_continue(&a, &r);
+    agg_free(&a);
+    rep->seconds = mono() - t0;
+    return rc;
+  }
+  if (a.last.run && strcmp(a.last.status, "started") == 0) {
     r = a.last; /* re-executed with the same range (R12) */
     rep->resumed = true;
   } else {
@@ -1149,9 +1188,10 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
     bool full = rebuild || a.rebuild_pending || strcmp(a.plan->mode, "replace") == 0 ||
                 !zql_plan_mergeable(a.plan);
     if (!rebuild && !a.rebuild_pending && hi <= a.wm.seq) {
-      agg_free(&a); /* nothing new */
+      rc = sweep_only(&a); /* nothing new; retention still applies (R19) */
+      agg_free(&a);
       rep->seconds = mono() - t0;
-      return 0;
+      return rc;
     }
     r.run = a.wm.run + 1;
     snprintf(r.kind, sizeof r.kind, "%s",
@@ -1303,6 +1343,61 @@ static int backfill_batch(agg_t *a, runrec_t *r, uint32_t pti, bool by_ts, int64
   return rc;
 }
 
+/* The one output table with a time bucket key, or UINT32_MAX. */
+static uint32_t backfill_table(const zql_plan_t *p)
+{
+  uint32_t pti = UINT32_MAX, nout = 0;
+  for (uint32_t i = 0; i < p->ntables; i++)
+    if (is_output(&p->tables[i])) {
+      nout++;
+      pti = i;
+    }
+  return nout == 1 && p->tables[pti].bucket_col >= 0 ? pti : UINT32_MAX;
+}
+
+/* Run (or finish) the backfill of run record r: its buckets below r->done, newest first,
+ * one transaction each; then the record is committed. */
+static int backfill_continue(agg_t *a, runrec_t *r)
+{
+  zql_incr_report_t *rep = a->rep;
+  rep->run = r->run;
+  snprintf(rep->kind, sizeof rep->kind, "backfill");
+  rep->lo = r->lo;
+  rep->hi = r->hi;
+  uint32_t pti = backfill_table(a->plan);
+  if (pti == UINT32_MAX) { /* the definition changed since: nothing to backfill */
+    record_failure(a, r, "the aggregate no longer has one time bucket key");
+    return 0;
+  }
+  const zql_bucket_t *bk = &a->bk[pti];
+  bool by_ts = bucket_of_timestamp(a->plan, a->plan->tables[pti].bucket);
+  bool first_batch = true;
+  int rc = 0;
+  while (!rc && r->done > r->from) {
+    int64_t bs = r->from;
+    if (by_ts && (zql_bucket_start(bk, r->done - 1, &bs) != 0 || bs < r->from))
+      bs = r->from;
+    rc = backfill_batch(a, r, pti, by_ts, bs, r->done);
+    if (!rc && first_batch) {
+      first_batch = false;
+      crash_point("backfill-batch");
+    }
+  }
+  if (!rc) {
+    zql_store_txn_t *txn;
+    snprintf(r->status, sizeof r->status, "committed");
+    if ((rc = zql_store_begin(a->s, true, &txn, a->err)) == 0) {
+      if ((rc = run_write(a, txn, r, NULL)) == 0)
+        rc = zql_store_commit(txn, a->err);
+      else
+        zql_store_abort(txn);
+    }
+  } else if (rc != ZQL_E_NOMEM && rc != ZQL_E_IO) {
+    record_failure(a, r, NULL);
+  }
+  return rc;
+}
+
 int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, int64_t t1,
                       int64_t t2, const zql_incr_opts_t *o, zql_incr_report_t *rep,
                       zql_strbuf_t *err)
@@ -1316,14 +1411,8 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
                     "first", a.last.run, name, name);
     rc = ZQL_E_USAGE;
   }
-  /* the one output table with a time bucket key */
-  uint32_t pti = UINT32_MAX, nout = 0;
-  for (uint32_t i = 0; !rc && i < a.plan->ntables; i++)
-    if (is_output(&a.plan->tables[i])) {
-      nout++;
-      pti = i;
-    }
-  if (!rc && (nout != 1 || a.plan->tables[pti].bucket_col < 0)) {
+  uint32_t pti = rc ? UINT32_MAX : backfill_table(a.plan);
+  if (!rc && pti == UINT32_MAX) {
     zql_strbuf_addf(err, "%s has no time bucket key (bucket(...) in group by): a backfill "
                     "recomputes buckets; `zql agg rebuild %s` recomputes everything", name, name);
     rc = ZQL_E_USAGE;
@@ -1334,7 +1423,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
     rc = ZQL_E_USAGE;
   }
   if (!rc && t2 <= t1) {
-    zql_strbuf_addf(err, "backfill: --to must be after --from");
+    zql_strbuf_addf(err, "--to must be after --from");
     rc = ZQL_E_USAGE;
   }
   if (rc) {
@@ -1386,34 +1475,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
     }
     a.wm.run = r.run;
   }
-  rep->run = r.run;
-  snprintf(rep->kind, sizeof rep->kind, "backfill");
-  rep->lo = r.lo;
-  rep->hi = r.hi;
-  bool by_ts = bucket_of_timestamp(a.plan, a.plan->tables[pti].bucket);
-  bool first_batch = true;
-  while (!rc && r.done > r.from) {
-    int64_t bs = r.from;
-    if (by_ts && (zql_bucket_start(bk, r.done - 1, &bs) != 0 || bs < r.from))
-      bs = r.from;
-    rc = backfill_batch(&a, &r, pti, by_ts, bs, r.done);
-    if (!rc && first_batch) {
-      first_batch = false;
-      crash_point("backfill-batch");
-    }
-  }
-  if (!rc) {
-    zql_store_txn_t *txn;
-    snprintf(r.status, sizeof r.status, "committed");
-    if ((rc = zql_store_begin(s, true, &txn, err)) == 0) {
-      if ((rc = run_write(&a, txn, &r, NULL)) == 0)
-        rc = zql_store_commit(txn, err);
-      else
-        zql_store_abort(txn);
-    }
-  } else if (rc != ZQL_E_NOMEM && rc != ZQL_E_IO) {
-    record_failure(&a, &r, NULL);
-  }
+  rc = backfill_continue(&a, &r);
   agg_free(&a);
   rep->seconds = mono() - t0;
   return rc;
