@@ -52,10 +52,30 @@ static int load_slot(const zql_xplan_t *x, uint32_t t, uint32_t k, const bson_t 
   return rc;
 }
 
-int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
-                        const bson_t *const *states, size_t n, zql_arena_t *arena,
-                        zql_val_t *cols, zql_val_t *state, zql_strbuf_t *err)
+struct zql_refinal {
+  const zql_xplan_t *x;
+  uint32_t t;
+  unsigned char *acc, *tmp;  /* state blocks */
+  zql_val_t *regs, *fkeys;
+  zql_vm_t vm;               /* reused: its batch arena is reset after each group */
+};
+
+void zql_refinal_free(zql_refinal_t *rf)
 {
+  if (!rf)
+    return;
+  if (rf->vm.x)
+    zql_vm_free(&rf->vm);
+  zql_free(rf->acc);
+  zql_free(rf->tmp);
+  zql_free(rf->regs);
+  zql_free(rf->fkeys);
+  zql_free(rf);
+}
+
+int zql_refinal_new(const zql_xplan_t *x, uint32_t t, zql_refinal_t **out, zql_strbuf_t *err)
+{
+  *out = NULL;
   const zql_plan_t *p = x->plan;
   if (t >= p->ntables || p->tables[t].intermediate || p->tables[t].prepass) {
     zql_strbuf_adds(err, "refinalize: not an output table");
@@ -63,18 +83,33 @@ int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
   }
   const zql_ptable_t *pt = &p->tables[t];
   const zql_aggslots_t *sl = &x->slots[t];
-  unsigned char *acc = zql_calloc(1, sl->block + 8);
-  unsigned char *tmp = zql_calloc(1, sl->block + 8);
-  zql_val_t *regs = zql_calloc(pt->final.nregs ? pt->final.nregs : 1, sizeof *regs);
-  zql_val_t *fkeys = zql_calloc(pt->nkeys ? pt->nkeys : 1, sizeof *fkeys);
-  zql_vm_t vm;
-  bool vm_ok = false;
-  int rc = 0;
-  if (!acc || !tmp || !regs || !fkeys || zql_vm_init(&vm, x, false) != 0) {
-    rc = ZQL_E_NOMEM;
-    goto done;
+  zql_refinal_t *rf = zql_calloc(1, sizeof *rf);
+  if (!rf || !(rf->acc = zql_calloc(1, sl->block + 8)) ||
+      !(rf->tmp = zql_calloc(1, sl->block + 8)) ||
+      !(rf->regs = zql_calloc(pt->final.nregs ? pt->final.nregs : 1, sizeof *rf->regs)) ||
+      !(rf->fkeys = zql_calloc(pt->nkeys ? pt->nkeys : 1, sizeof *rf->fkeys)) ||
+      zql_vm_init(&rf->vm, x, false) != 0) {
+    zql_refinal_free(rf);
+    zql_strbuf_adds(err, "out of memory");
+    return ZQL_E_NOMEM;
   }
-  vm_ok = true;
+  rf->x = x;
+  rf->t = t;
+  *out = rf;
+  return 0;
+}
+
+int zql_refinal_run(zql_refinal_t *rf, const zql_val_t *keys, const bson_t *const *states,
+                    size_t n, zql_arena_t *arena, zql_val_t *cols, zql_val_t *state,
+                    zql_strbuf_t *err)
+{
+  const zql_xplan_t *x = rf->x;
+  uint32_t t = rf->t;
+  const zql_ptable_t *pt = &x->plan->tables[t];
+  const zql_aggslots_t *sl = &x->slots[t];
+  unsigned char *acc = rf->acc, *tmp = rf->tmp;
+  zql_vm_t *vm = &rf->vm;
+  int rc = 0;
   for (uint32_t k = 0; k < sl->n; k++)
     if (!sl->alias[k])
       sl->defs[k]->init(acc + sl->offset[k], &sl->params[k]);
@@ -82,7 +117,7 @@ int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
     for (uint32_t k = 0; k < sl->n && !rc; k++) {
       if (sl->alias[k])
         continue;
-      int r = load_slot(x, t, k, states[i], tmp, &vm.actx, err);
+      int r = load_slot(x, t, k, states[i], tmp, &vm->actx, err);
       if (r == 1)
         continue; /* no state: the init state (a slot added since: never, the identity
                      check refuses such changes without a rebuild) */
@@ -90,8 +125,8 @@ int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
         rc = r;
         break;
       }
-      r = sl->defs[k]->merge(acc + sl->offset[k], tmp + sl->offset[k], &vm.actx);
-      sl->defs[k]->destroy(tmp + sl->offset[k], &vm.actx);
+      r = sl->defs[k]->merge(acc + sl->offset[k], tmp + sl->offset[k], &vm->actx);
+      sl->defs[k]->destroy(tmp + sl->offset[k], &vm->actx);
       if (r == ZQL_AGG_MISMATCH) {
         zql_strbuf_addf(err, "saved states of slot %" PRIu32 " (%s) have different kinds or "
                         "parameters", k, sl->defs[k]->name);
@@ -100,31 +135,38 @@ int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
         rc = r;
       }
     }
-  if (rc)
-    goto destroy;
-  for (uint32_t i = 0; i < pt->nkeys; i++)
-    fkeys[i] = keys[i];
-  zql_group_t g = {0, 0, NULL, acc};
-  vm.fkeys = fkeys;
-  vm.fgroup = &g;
-  rc = zql_vm_exec(&vm, &pt->final, regs, t);
-  for (uint32_t c = 0; c < pt->ncols && !rc; c++)
-    if (!zql_val_copy(arena, &regs[pt->cols[c].reg], &cols[c]))
-      rc = ZQL_E_NOMEM;
-  if (!rc)
-    rc = zql_save_states(x, t, acc, arena, state);
-destroy:
+  if (!rc) {
+    for (uint32_t i = 0; i < pt->nkeys; i++)
+      rf->fkeys[i] = keys[i];
+    zql_group_t g = {0, 0, NULL, acc};
+    vm->fkeys = rf->fkeys;
+    vm->fgroup = &g;
+    rc = zql_vm_exec(vm, &pt->final, rf->regs, t);
+    for (uint32_t c = 0; c < pt->ncols && !rc; c++)
+      if (!zql_val_copy(arena, &rf->regs[pt->cols[c].reg], &cols[c]))
+        rc = ZQL_E_NOMEM;
+    if (!rc)
+      rc = zql_save_states(x, t, acc, arena, state);
+    vm->fgroup = NULL;
+  }
   for (uint32_t k = 0; k < sl->n; k++)
     if (!sl->alias[k])
-      sl->defs[k]->destroy(acc + sl->offset[k], &vm.actx);
-done:
-  if (vm_ok)
-    zql_vm_free(&vm);
-  zql_free(acc);
-  zql_free(tmp);
-  zql_free(regs);
-  zql_free(fkeys);
+      sl->defs[k]->destroy(acc + sl->offset[k], &vm->actx);
+  zql_arena_reset(vm->batch);
   if (rc == ZQL_E_NOMEM && err && !err->len)
     zql_strbuf_adds(err, "out of memory");
+  return rc;
+}
+
+int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
+                        const bson_t *const *states, size_t n, zql_arena_t *arena,
+                        zql_val_t *cols, zql_val_t *state, zql_strbuf_t *err)
+{
+  zql_refinal_t *rf;
+  int rc = zql_refinal_new(x, t, &rf, err);
+  if (rc)
+    return rc;
+  rc = zql_refinal_run(rf, keys, states, n, arena, cols, state, err);
+  zql_refinal_free(rf);
   return rc;
 }

@@ -132,6 +132,14 @@ void zql_rows_input_free(zql_rows_input_t *ri);
 int zql_exec_refinalize(const zql_xplan_t *x, uint32_t t, const zql_val_t *keys,
                         const bson_t *const *states, size_t n, zql_arena_t *arena,
                         zql_val_t *cols, zql_val_t *state, zql_strbuf_t *err);
+/* The same for many groups of one table, reusing one machine: new once, run per group
+ * (values and state in the caller's arena), free. */
+typedef struct zql_refinal zql_refinal_t;
+int zql_refinal_new(const zql_xplan_t *x, uint32_t t, zql_refinal_t **out, zql_strbuf_t *err);
+int zql_refinal_run(zql_refinal_t *rf, const zql_val_t *keys, const bson_t *const *states,
+                    size_t n, zql_arena_t *arena, zql_val_t *cols, zql_val_t *state,
+                    zql_strbuf_t *err);
+void zql_refinal_free(zql_refinal_t *rf);
 
 /* Bind a plan for execution: constants as values, scalar functions prepared (regexes
  * compiled, zones loaded), aggregators looked up, now() fixed. ZQL_E_BAD_PLAN or

@@ -679,8 +679,9 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   int64_t W = a->wm.et - a->plan->lateness_ms;
   const char *late = a->plan->late ? a->plan->late : "merge";
   zql_arena_t *arena = zql_arena_create(NULL);
+  zql_refinal_t **rf = zql_calloc(a->plan->ntables ? a->plan->ntables : 1, sizeof *rf);
   zql_store_txn_t *txn = NULL;
-  if (!arena)
+  if (!arena || !rf)
     rc = ZQL_E_NOMEM;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
@@ -770,7 +771,10 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
         break;
       }
       zql_strbuf_t e = ZQL_STRBUF_INIT;
-      rc = zql_exec_refinalize(a->x, pti, row, sts, 2, arena, cols, &merged, &e);
+      if (!rf[pti])
+        rc = zql_refinal_new(a->x, pti, &rf[pti], &e);
+      if (!rc)
+        rc = zql_refinal_run(rf[pti], row, sts, 2, arena, cols, &merged, &e);
       if (rc) {
         zql_strbuf_addf(a->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
                         (const char *)id, pt->into, e.buf ? e.buf : "");
@@ -815,6 +819,9 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   }
   if (txn)
     zql_store_abort(txn);
+  for (uint32_t i = 0; rf && i < a->plan->ntables; i++)
+    zql_refinal_free(rf[i]);
+  zql_free(rf);
   zql_arena_delete(arena);
   rowset_free(&rs);
   a->rep->commit_seconds += mono() - t0;
