@@ -386,7 +386,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
     goto fail;
   }
   evlog_summary_t s;
-  rc = zql_evlog_scan(buf, size, first, w->opts.index_stride, &s, &sparse, &why);
+  rc = zql_evlog_scan(buf, size, first, w->opts.index_stride, true, &s, &sparse, &why);
   if (rc < 0) {
     rc = zql_evlog_fail(err, rc, "out of memory recovering '%s'", path);
     goto fail;

@@ -79,14 +79,14 @@ static int64_t check_sealed(ck_t *k, const evlog_entry_t *e, const uint8_t *buf,
     problem(k, e->name, size >= EVLOG_FOOTER_SIZE ? size - EVLOG_FOOTER_SIZE : 0, "%s", why);
     /* still verify the records we can find */
     evlog_summary_t s;
-    int st = zql_evlog_scan(buf, size, first, 1, &s, NULL, &why);
+    int st = zql_evlog_scan(buf, size, first, 1, true, &s, NULL, &why);
     k->res->records += s.count;
     if (st == EVLOG_FRAME_BAD)
       problem(k, e->name, s.data_end, "%s", why);
     return s.last_seq;
   }
   evlog_summary_t s;
-  int st = zql_evlog_scan(buf, (size_t)t.data_end, first, 1, &s, NULL, &why);
+  int st = zql_evlog_scan(buf, (size_t)t.data_end, first, 1, true, &s, NULL, &why);
   k->res->records += s.count;
   if (st != EVLOG_FRAME_OK) {
     problem(k, e->name, s.data_end, "%s",
@@ -144,7 +144,7 @@ static int64_t check_open(ck_t *k, const evlog_entry_t *e, int fd, const char *p
     return e->first_seq - 1;
   }
   evlog_summary_t s;
-  int st = zql_evlog_scan(buf, size, first, 1, &s, NULL, &why);
+  int st = zql_evlog_scan(buf, size, first, 1, true, &s, NULL, &why);
   k->res->records += s.count;
   if (st == EVLOG_FRAME_OK)
     return s.last_seq;

@@ -96,6 +96,12 @@ static uint32_t frame_crc(const uint8_t *p, uint32_t len)
   return zql_crc32c_extend(c, p + 8, len);
 }
 
+bool zql_evlog_frame_crc_ok(const uint8_t *p)
+{
+  uint32_t len = evlog_ld32(p);
+  return evlog_ld32(p + 4) == frame_crc(p, len);
+}
+
 void zql_evlog_frame_head(uint8_t *head, int64_t seq, int64_t ts, uint32_t doclen)
 {
   uint32_t len = EVLOG_FRAME_FIXED + doclen;
@@ -278,7 +284,7 @@ void zql_evlog_sparse_get(const evlog_summary_t *s, uint32_t i, int64_t *seq, ui
 }
 
 int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t stride,
-                   evlog_summary_t *s, int64_t **sparse_out, const char **why)
+                   bool verify_crc, evlog_summary_t *s, int64_t **sparse_out, const char **why)
 {
   memset(s, 0, sizeof *s);
   s->first_seq = first_seq;
@@ -294,7 +300,8 @@ int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t
   while (off < size) {
     zql_evlog_view_t v;
     size_t flen;
-    st = zql_evlog_frame_parse(base + off, size - off, s->last_seq + 1, true, &v, &flen, why);
+    st = zql_evlog_frame_parse(base + off, size - off, s->last_seq + 1, verify_crc, &v, &flen,
+                               why);
     if (st != EVLOG_FRAME_OK)
       break;
     if (sparse_out && s->count % stride == 0) {

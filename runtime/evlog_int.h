@@ -55,6 +55,8 @@ typedef enum {
 /* Parse the frame at p (avail bytes). expect_seq: the _seq it must carry (0: any). On OK
  * fills *v and *frame_len. On BAD, *why says what was wrong (static text). verify_crc:
  * false skips the CRC (records a reader already verified). */
+/* The CRC of a frame that zql_evlog_frame_parse accepted (with or without verify_crc). */
+bool zql_evlog_frame_crc_ok(const uint8_t *p);
 evlog_frame_status_t zql_evlog_frame_parse(const uint8_t *p, size_t avail, int64_t expect_seq,
                                            bool verify_crc, zql_evlog_view_t *v,
                                            size_t *frame_len, const char **why);
@@ -90,12 +92,14 @@ int zql_evlog_trailer_parse(const uint8_t *tail, size_t tail_len, uint64_t file_
 void zql_evlog_sparse_get(const evlog_summary_t *s, uint32_t i, int64_t *seq, uint64_t *off);
 
 /* Scan records from EVLOG_HDR_SIZE of a segment of `size` bytes: stops at the first frame
- * that is not OK. Fills s (count, ranges, data_end = end of the valid prefix). When
+ * that is not OK (with verify_crc false, the CRC is not part of OK: the frame's structure,
+ * lengths and consecutive _seq are). Fills s (count, ranges, data_end = end of the valid
+ * prefix). When
  * sparse_out is not NULL, collects a sparse entry every `stride` records into a
  * zql_malloc'ed array (*sparse_out, *nsparse). Returns the status of the stopping frame
  * (OK when the scan reached `size` exactly), and *why for BAD. ZQL_E_NOMEM possible. */
 int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t stride,
-                   evlog_summary_t *s, int64_t **sparse_out, const char **why);
+                   bool verify_crc, evlog_summary_t *s, int64_t **sparse_out, const char **why);
 
 /* {==== the directory ====} */
 typedef struct evlog_entry {

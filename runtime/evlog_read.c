@@ -7,17 +7,23 @@
  *
  * A reader is a snapshot taken without any lock. Sealed segments are immutable: each is
  * mmap()ed whole and its trailer parsed (footer, then index block, both CRC-checked), so
- * opening costs no record scan. The .open segment is being appended to: it is read with
- * pread() into memory (a mapping could fault if recovery truncated it) and scanned; the
- * valid prefix (complete, CRC-valid records with consecutive _seq) is the snapshot, so a
- * reader never sees a torn or half-written record. The writer may seal (rename) the .open
- * between the directory listing and our open(): then NNN.seg is opened instead.
+ * opening costs no record scan. The .open segment is being appended to: it is mapped up
+ * to its size at open and its frames are walked (lengths, document framing, consecutive
+ * _seq: no CRC, which the cursors check); the complete frames are the snapshot. That is
+ * exact for a live writer: write() makes bytes visible below the file size only once they
+ * are copied, so a record still being written extends past the size and is left out, and
+ * a stale or zero tail never carries the next _seq. A tail torn by a system crash (a
+ * header on disk, its document not) is found by the CRC check when a cursor reads it --
+ * ZQL_E_CORRUPT until the writer's recovery or `zql log check --repair` cuts it. (Checking
+ * the CRCs at open would cost an incremental run over the newest events a serial pass over
+ * the whole .open segment, up to 64 MiB, at every start.) The writer may seal (rename) the
+ * .open between the directory listing and our open(): then NNN.seg is opened instead.
  *
  * Cursors prune whole segments with the index (_seq range, min/max timestamp), start
  * inside a segment at the last sparse entry at or before the wanted _seq, and stop at
- * the first _seq past the range. Records of sealed segments are CRC-checked as they are
- * read (CRC-32C runs at memory speed with SSE4.2); a bad one is ZQL_E_CORRUPT with the
- * file and offset. Views point into the mapping or the buffer: zero-copy, no per-event
+ * the first _seq past the range. Every record a cursor returns is CRC-checked (CRC-32C
+ * runs at memory speed with SSE4.2, in the map workers); a bad one is ZQL_E_CORRUPT with
+ * the file and offset. Records the range or time filter skips are only walked. Views point into the mapping or the buffer: zero-copy, no per-event
  * allocation; valid until the reader is closed.
  *
  * Chunking estimates the byte position of a _seq by linear interpolation between sparse
@@ -156,7 +162,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
     g->size = (size_t)st.st_size;
     const uint8_t *buf = (const uint8_t *)"";
     if (g->size) {
-      void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
+      void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
       if (m == MAP_FAILED) {
         rc = zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
         goto out;
@@ -179,7 +185,9 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       g->s.data_end = EVLOG_HDR_SIZE;
       g->s.stride = ZQL_EVLOG_DEFAULT_STRIDE;
     } else {
-      rc = zql_evlog_scan(buf, g->size, first, ZQL_EVLOG_DEFAULT_STRIDE, &g->s, &g->s.sparse, &why);
+      /* structure only: see the header comment (CRCs are checked as records are read) */
+      rc = zql_evlog_scan(buf, g->size, first, ZQL_EVLOG_DEFAULT_STRIDE, false, &g->s,
+                          &g->s.sparse, &why);
       if (rc < 0) {
         rc = zql_evlog_fail(err, rc, "out of memory reading '%s'", path);
         goto out;
@@ -441,22 +449,26 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
       zql_evlog_view_t v;
       size_t flen;
       const char *why = "record extends past the index";
+      const uint8_t *fp = g->base + c->off;
       evlog_frame_status_t st =
-          zql_evlog_frame_parse(g->base + c->off, g->s.data_end - c->off, c->next,
-                                g->info.sealed, &v, &flen, &why);
+          zql_evlog_frame_parse(fp, g->s.data_end - c->off, c->next, false, &v, &flen, &why);
       if (st != EVLOG_FRAME_OK)
         return zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: %s", r->evdir, g->name,
                               c->off, why);
-      c->off += flen;
-      c->next++;
-      if (v.seq <= q->seq_lo)
-        continue;
       if (v.seq > q->seq_hi) {
         c->done = true;
         break;
       }
-      if (v.ts < q->ts_lo || v.ts >= q->ts_hi)
+      size_t at = c->off;
+      c->off += flen;
+      c->next++;
+      if (v.seq <= q->seq_lo || v.ts < q->ts_lo || v.ts >= q->ts_hi)
         continue;
+      /* every record handed out is CRC-checked (only those: a range or time filter does
+       * not pay for the records it skips) */
+      if (!zql_evlog_frame_crc_ok(fp))
+        return zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: CRC mismatch",
+                              r->evdir, g->name, at);
       views[got++] = v;
     }
     if (c->off >= g->s.data_end) {
