@@ -80,6 +80,10 @@
 #include "runtime/base/error.h"
 #include "runtime/evlog_int.h"
 
+/* Refresh the .open segment's hint file each time it grew by this much (readers walk at
+ * most this many bytes of records at open). */
+#define HINT_EVERY ((uint64_t)8 << 20)
+
 typedef struct sealed_seg {
   int64_t first_seq, last_seq, max_ts;
   uint64_t bytes;
@@ -100,6 +104,7 @@ struct zql_evlog {
   int64_t seg_min_ts, seg_max_ts;
   int64_t *sparse; /* (seq, offset) pairs */
   uint32_t nsparse, sparse_cap;
+  uint64_t hint_end;  /* seg_end when the hint file was last written (0: none) */
   /* sealed segments, oldest first */
   sealed_seg_t *sealed;
   size_t nsealed, sealed_cap;
@@ -130,6 +135,58 @@ static void seg_path(char *buf, size_t n, const char *evdir, int64_t first, bool
   char name[EVLOG_NAME_DIGITS + 6];
   zql_evlog_name(name, first, sealed);
   snprintf(buf, n, "%s/%s", evdir, name);
+}
+
+/* DIR/events/NNN.hint: the index of the .open segment NNN so far (readers/hints). */
+static void hint_path(char *buf, size_t n, const char *evdir, int64_t first)
+{
+  snprintf(buf, n, "%s/%020" PRId64 ".hint", evdir, first);
+}
+
+static int write_all(int fd, const void *p, size_t n, uint64_t off);
+
+/* The hint for readers (docs/formats.md): the trailer a seal would write now, in its own
+ * file, so that a reader opening the log trusts the records it describes instead of
+ * walking them all (each is still CRC-checked when read). Advisory: written without
+ * fsync, replaced by rename; a missing, stale or damaged hint only costs the walk. Called
+ * with the mutex held, after the records it describes are written. */
+static void write_hint(zql_evlog_t *w)
+{
+  if (w->broken || w->fd < 0 || w->seg_count == 0 || w->seg_end == w->hint_end)
+    return;
+  evlog_summary_t s = {
+      .first_seq = w->seg_first,
+      .last_seq = w->seg_first + (int64_t)w->seg_count - 1,
+      .min_ts = w->seg_min_ts,
+      .max_ts = w->seg_max_ts,
+      .count = w->seg_count,
+      .data_end = w->seg_end,
+      .stride = w->opts.index_stride,
+      .nsparse = w->nsparse,
+  };
+  zql_strbuf_t sb = ZQL_STRBUF_INIT;
+  zql_evlog_trailer_build(&sb, &s, w->sparse);
+  char path[4096], tmp[4200];
+  hint_path(path, sizeof path, w->evdir, w->seg_first);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = sb.oom ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    bool ok = write_all(fd, sb.buf, sb.len, 0) == 0;
+    close(fd);
+    if (ok && rename(tmp, path) == 0)
+      w->hint_end = w->seg_end;
+    else
+      unlink(tmp);
+  }
+  zql_strbuf_release(&sb);
+}
+
+/* The hint of segment first is obsolete (sealed, or the segment recovered). */
+static void drop_hint(const zql_evlog_t *w, int64_t first)
+{
+  char path[4096];
+  hint_path(path, sizeof path, w->evdir, first);
+  unlink(path);
 }
 
 static int write_all(int fd, const void *p, size_t n, uint64_t off)
@@ -254,6 +311,8 @@ static int seal(zql_evlog_t *w, zql_strbuf_t *err)
   }
   close(w->fd);
   w->fd = -1;
+  drop_hint(w, s.first_seq);
+  w->hint_end = 0;
   /* everything of the sealed segment is durable now (part of a batch may be in it) */
   if (s.last_seq > w->written_seq)
     w->written_seq = s.last_seq;
@@ -354,6 +413,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
 {
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", w->evdir, e->name);
+  drop_hint(w, e->first_seq); /* it may describe records a crash took away */
   int fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0)
     return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
@@ -834,6 +894,8 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
     goto out;
   }
   w->written_seq = w->next_seq - 1;
+  if (w->seg_end - w->hint_end >= HINT_EVERY)
+    write_hint(w);
   pthread_mutex_unlock(&w->append_mu); /* the next batch may be written during our wait */
   if (w->opts.sync == ZQL_EVLOG_SYNC_ALWAYS)
     rc = wait_durable(w, w->written_seq, false, err);
@@ -955,6 +1017,8 @@ int zql_evlog_close(zql_evlog_t *w, zql_strbuf_t *err)
   if (!w->broken && w->written_seq > w->synced_seq && fdatasync(w->fd) < 0)
     rc = zql_evlog_fail(err, ZQL_E_IO, "cannot fdatasync the event log '%s': %s", w->evdir,
                         strerror(errno));
+  if (!rc)
+    write_hint(w);
   pthread_mutex_unlock(&w->mu);
   pthread_mutex_unlock(&w->append_mu);
   evlog_free(w);

@@ -129,6 +129,8 @@ typedef struct zql_evlog_seginfo {
   int64_t first_seq, last_seq; /* last_seq = first_seq - 1 when empty */
   int64_t min_ts, max_ts;    /* INT64_MAX / INT64_MIN when empty */
   uint64_t bytes;            /* file size (sealed) or valid bytes (open) */
+  bool hinted;               /* open: the writer's hint described its records up to a
+                                point, which the reader did not walk (evlog_read.c) */
 } zql_evlog_seginfo_t;
 
 typedef struct zql_evlog_reader zql_evlog_reader_t;

@@ -283,19 +283,10 @@ void zql_evlog_sparse_get(const evlog_summary_t *s, uint32_t i, int64_t *seq, ui
   }
 }
 
-int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t stride,
-                   bool verify_crc, evlog_summary_t *s, int64_t **sparse_out, const char **why)
+int zql_evlog_scan_from(const uint8_t *base, size_t size, bool verify_crc, evlog_summary_t *s,
+                        int64_t **sparse, const char **why)
 {
-  memset(s, 0, sizeof *s);
-  s->first_seq = first_seq;
-  s->last_seq = first_seq - 1;
-  s->min_ts = INT64_MAX;
-  s->max_ts = INT64_MIN;
-  s->stride = stride;
-  s->data_end = EVLOG_HDR_SIZE;
-  size_t cap = 0;
-  int64_t *sp = NULL;
-  size_t off = EVLOG_HDR_SIZE;
+  size_t off = (size_t)s->data_end;
   evlog_frame_status_t st = EVLOG_FRAME_OK;
   while (off < size) {
     zql_evlog_view_t v;
@@ -304,19 +295,20 @@ int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t
                                why);
     if (st != EVLOG_FRAME_OK)
       break;
-    if (sparse_out && s->count % stride == 0) {
-      if (s->nsparse == cap) {
-        size_t ncap = cap ? 2 * cap : 64;
-        int64_t *n = zql_reallocarray(sp, ncap, 2 * sizeof *sp);
-        if (!n) {
-          zql_free(sp);
+    if (sparse && s->count % s->stride == 0) {
+      /* capacity: the next power of two >= nsparse, at least 64 (so it needs no field) */
+      uint32_t n = s->nsparse;
+      if (!*sparse || (n >= 64 && (n & (n - 1)) == 0)) {
+        size_t ncap = !*sparse ? (n < 64 ? 64 : 2 * (size_t)n) : 2 * (size_t)n;
+        while (ncap < n + 1)
+          ncap *= 2;
+        int64_t *g = zql_reallocarray(*sparse, ncap, 2 * sizeof *g);
+        if (!g)
           return ZQL_E_NOMEM;
-        }
-        sp = n;
-        cap = ncap;
+        *sparse = g;
       }
-      sp[2 * s->nsparse] = v.seq;
-      sp[2 * s->nsparse + 1] = (int64_t)off;
+      (*sparse)[2 * n] = v.seq;
+      (*sparse)[2 * n + 1] = (int64_t)off;
       s->nsparse++;
     }
     s->count++;
@@ -328,9 +320,28 @@ int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t
     off += flen;
     s->data_end = off;
   }
+  return off == size ? EVLOG_FRAME_OK : (int)st;
+}
+
+int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t stride,
+                   bool verify_crc, evlog_summary_t *s, int64_t **sparse_out, const char **why)
+{
+  memset(s, 0, sizeof *s);
+  s->first_seq = first_seq;
+  s->last_seq = first_seq - 1;
+  s->min_ts = INT64_MAX;
+  s->max_ts = INT64_MIN;
+  s->stride = stride;
+  s->data_end = EVLOG_HDR_SIZE;
+  int64_t *sp = NULL;
+  int rc = zql_evlog_scan_from(base, size, verify_crc, s, sparse_out ? &sp : NULL, why);
+  if (rc == ZQL_E_NOMEM) {
+    zql_free(sp);
+    return rc;
+  }
   if (sparse_out)
     *sparse_out = sp;
-  return off == size ? EVLOG_FRAME_OK : (int)st;
+  return rc;
 }
 
 /* {==== the directory ====} */

@@ -100,6 +100,11 @@ void zql_evlog_sparse_get(const evlog_summary_t *s, uint32_t i, int64_t *seq, ui
  * (OK when the scan reached `size` exactly), and *why for BAD. ZQL_E_NOMEM possible. */
 int zql_evlog_scan(const uint8_t *base, size_t size, int64_t first_seq, uint32_t stride,
                    bool verify_crc, evlog_summary_t *s, int64_t **sparse_out, const char **why);
+/* Go on scanning from s->data_end with the counts, ranges and sparse entries (*sparse,
+ * whose capacity is the next power of two >= s->nsparse, at least 64; NULL: none yet)
+ * already in s. Same results. */
+int zql_evlog_scan_from(const uint8_t *base, size_t size, bool verify_crc, evlog_summary_t *s,
+                        int64_t **sparse, const char **why);
 
 /* {==== the directory ====} */
 typedef struct evlog_entry {

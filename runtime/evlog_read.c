@@ -16,8 +16,11 @@
  * header on disk, its document not) is found by the CRC check when a cursor reads it --
  * ZQL_E_CORRUPT until the writer's recovery or `zql log check --repair` cuts it. (Checking
  * the CRCs at open would cost an incremental run over the newest events a serial pass over
- * the whole .open segment, up to 64 MiB, at every start.) The writer may seal (rename) the
- * .open between the directory listing and our open(): then NNN.seg is opened instead.
+ * the whole .open segment, up to 64 MiB, at every start.) The writer's hint file
+ * (NNN.hint: the segment's index so far, docs/formats.md) spares even the walk over the
+ * records it covers, once checked against the file (use_hint). The writer may seal
+ * (rename) the .open between the directory listing and our open(): then NNN.seg is opened
+ * instead.
  *
  * Cursors prune whole segments with the index (_seq range, min/max timestamp), start
  * inside a segment at the last sparse entry at or before the wanted _seq, and stop at
@@ -99,6 +102,77 @@ void zql_evlog_reader_close(zql_evlog_reader_t *r)
   zql_free(r);
 }
 
+/* The writer's hint for the .open segment first (evlog.c write_hint): its index so far.
+ * Used only when it agrees with the file: every sparse entry starts a frame with its
+ * _seq, and the frames after the last one end exactly at the hint's data_end with its
+ * last _seq. Then *s describes the records up to data_end (sparse copied). */
+static bool use_hint(const zql_evlog_reader_t *r, const uint8_t *base, size_t size,
+                     int64_t first, evlog_summary_t *s)
+{
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%020" PRId64 ".hint", r->evdir, first);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  uint8_t *h = NULL;
+  size_t hl = 0;
+  int rc = zql_evlog_read_file(fd, path, &h, &hl, NULL);
+  close(fd);
+  if (rc < 0)
+    return false;
+  bool ok = false;
+  const char *why = NULL;
+  evlog_summary_t hs;
+  int64_t *sp = NULL;
+  if (hl < EVLOG_FOOTER_SIZE)
+    goto done;
+  uint64_t data_end = evlog_ld64(h + hl - EVLOG_FOOTER_SIZE);
+  if (data_end < EVLOG_HDR_SIZE || data_end > size ||
+      zql_evlog_trailer_parse(h, hl, data_end + hl, &hs, &why) < 0 || hs.first_seq != first ||
+      hs.nsparse == 0)
+    goto done;
+  size_t cap = 64;
+  while (cap < hs.nsparse)
+    cap *= 2;
+  if (!(sp = zql_malloc(cap * 2 * sizeof *sp)))
+    goto done;
+  for (uint32_t i = 0; i < hs.nsparse; i++) {
+    int64_t seq;
+    uint64_t off;
+    zql_evlog_sparse_get(&hs, i, &seq, &off);
+    zql_evlog_view_t v;
+    size_t flen;
+    if (off >= data_end || zql_evlog_frame_parse(base + off, data_end - off, seq, false, &v,
+                                                 &flen, &why) != EVLOG_FRAME_OK)
+      goto done;
+    sp[2 * i] = seq;
+    sp[2 * i + 1] = (int64_t)off;
+  }
+  /* the last stride of records, to data_end */
+  uint64_t off = (uint64_t)sp[2 * (hs.nsparse - 1) + 1];
+  int64_t seq = sp[2 * (hs.nsparse - 1)];
+  while (off < data_end) {
+    zql_evlog_view_t v;
+    size_t flen;
+    if (zql_evlog_frame_parse(base + off, data_end - off, seq, false, &v, &flen, &why) !=
+        EVLOG_FRAME_OK)
+      goto done;
+    off += flen;
+    seq++;
+  }
+  if (off != data_end || seq - 1 != hs.last_seq)
+    goto done;
+  *s = hs;
+  s->sparse_raw = NULL;
+  s->sparse = sp;
+  sp = NULL;
+  ok = true;
+done:
+  zql_free(sp);
+  zql_free(h);
+  return ok;
+}
+
 static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zql_strbuf_t *err)
 {
   char path[4096];
@@ -162,7 +236,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
     g->size = (size_t)st.st_size;
     const uint8_t *buf = (const uint8_t *)"";
     if (g->size) {
-      void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+      void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) {
         rc = zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
         goto out;
@@ -184,8 +258,21 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       g->s.max_ts = INT64_MIN;
       g->s.data_end = EVLOG_HDR_SIZE;
       g->s.stride = ZQL_EVLOG_DEFAULT_STRIDE;
+    } else if (use_hint(r, buf, g->size, first, &g->s)) {
+      /* the writer's hint covers the records up to its data_end: walk only the rest */
+      g->info.hinted = true;
+      rc = zql_evlog_scan_from(buf, g->size, false, &g->s, &g->s.sparse, &why);
+      if (rc < 0) {
+        rc = zql_evlog_fail(err, rc, "out of memory reading '%s'", path);
+        goto out;
+      }
+      rc = 0;
     } else {
-      /* structure only: see the header comment (CRCs are checked as records are read) */
+      /* structure only: see the header comment (CRCs are checked as records are read);
+       * every page is walked, so map them all at once rather than fault by fault */
+#ifdef MADV_POPULATE_READ
+      madvise((void *)(uintptr_t)buf, g->size, MADV_POPULATE_READ);
+#endif
       rc = zql_evlog_scan(buf, g->size, first, ZQL_EVLOG_DEFAULT_STRIDE, false, &g->s,
                           &g->s.sparse, &why);
       if (rc < 0) {

@@ -558,6 +558,103 @@ static void test_open_segment_crc(void **state)
   zql_strbuf_release(&notes);
 }
 
+/* The writer's hint for readers (evlog.c write_hint, evlog_read.c use_hint): written at
+ * close, used when it agrees with the file, ignored (the records are walked) when it is
+ * stale, damaged or describes records that are gone; the snapshot is the same either way. */
+static void test_open_segment_hint(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  for (int i = 0; i < 3; i++)
+    append_n(w, 10, 1000 + 100000 * i, 1, 10 * i);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  char hint[600];
+  snprintf(hint, sizeof hint, "%s/events/%020d.hint", tmpdir, 1);
+  struct stat st;
+  assert_int_equal(stat(hint, &st), 0);
+
+  int64_t seqs[64];
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  const zql_evlog_seginfo_t *si = zql_evlog_reader_segment(r, 0);
+  assert_true(si->hinted);
+  assert_int_equal(si->count, 30);
+  assert_int_equal(si->min_ts, 1000);
+  assert_int_equal(scan(r, 0, 30, INT64_MIN, INT64_MAX, seqs, 64, NULL), 30);
+  assert_int_equal(scan(r, 17, 30, 200000, INT64_MAX, seqs, 64, NULL), 10); /* by time */
+  assert_int_equal(seqs[0], 21);
+  zql_evlog_reader_close(r);
+
+  /* records appended after the hint (a writer that has not refreshed it): walked */
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  assert_int_equal(stat(hint, &st), -1); /* the writer's recovery dropped it */
+  assert_int_equal(zql_evlog_close(w, NULL), 0); /* and wrote it again */
+  assert_int_equal(stat(hint, &st), 0);
+  char keep[700];
+  snprintf(keep, sizeof keep, "%s.keep", hint);
+  assert_int_equal(rename(hint, keep), 0);
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  append_n(w, 5, 500000, 1, 30);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  assert_int_equal(rename(keep, hint), 0); /* the hint of 30 records, 35 in the file */
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  si = zql_evlog_reader_segment(r, 0);
+  assert_true(si->hinted);
+  assert_int_equal(si->count, 35);
+  assert_int_equal(si->max_ts, 500004);
+  assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 35);
+  zql_evlog_reader_close(r);
+
+  /* a damaged hint: ignored */
+  int fd = open(hint, O_RDWR);
+  uint8_t b;
+  assert_int_equal(pread(fd, &b, 1, 20), 1);
+  b ^= 1;
+  assert_int_equal(pwrite(fd, &b, 1, 20), 1);
+  close(fd);
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  si = zql_evlog_reader_segment(r, 0);
+  assert_false(si->hinted);
+  assert_int_equal(si->count, 35);
+  zql_evlog_reader_close(r);
+
+  /* a hint that disagrees with the file (its records were cut and others written in their
+   * place, of other sizes): ignored */
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  assert_int_equal(zql_evlog_close(w, NULL), 0); /* a valid hint of 35 records */
+  assert_int_equal(stat(hint, &st), 0);
+  uint8_t *saved = malloc((size_t)st.st_size);
+  fd = open(hint, O_RDONLY);
+  assert_int_equal(read(fd, saved, (size_t)st.st_size), st.st_size);
+  close(fd);
+  char seg[512];
+  seg_file(seg, sizeof seg, 1, false);
+  struct stat ss;
+  assert_int_equal(stat(seg, &ss), 0);
+  assert_int_equal(truncate(seg, EVLOG_HDR_SIZE), 0); /* every record gone */
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  bson_t *big = bson_new();
+  BSON_APPEND_DATE_TIME(big, "timestamp", 7);
+  char pad[700];
+  memset(pad, 'x', sizeof pad - 1);
+  pad[sizeof pad - 1] = 0;
+  BSON_APPEND_UTF8(big, "pad", pad);
+  const bson_t *docs[1] = {big};
+  for (int i = 0; i < 40; i++)
+    assert_int_equal(zql_evlog_append(w, docs, 1, NULL, NULL), 0);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  bson_destroy(big);
+  fd = open(hint, O_WRONLY | O_TRUNC); /* the old hint back */
+  assert_int_equal(write(fd, saved, (size_t)st.st_size), st.st_size);
+  close(fd);
+  free(saved);
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  si = zql_evlog_reader_segment(r, 0);
+  assert_false(si->hinted);
+  assert_int_equal(si->count, 40);
+  assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 40);
+  zql_evlog_reader_close(r);
+}
+
 static void test_interrupted_seal(void **state)
 {
   zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
@@ -726,6 +823,7 @@ int zql_unit_evlog(void)
       EVTEST(test_sealed_corruption),
       EVTEST(test_torn_tail),
       EVTEST(test_open_segment_crc),
+      EVTEST(test_open_segment_hint),
       EVTEST(test_interrupted_seal),
       EVTEST(test_lock),
       EVTEST(test_retention),
