@@ -2150,6 +2150,109 @@ static bool bucket_string(analyzer_t *an, zql_node_t *n, const char *what, cval_
   return false;
 }
 
+/* The zone of a checked bucket node: its `tz` string ("UTC" when absent), or NULL when it
+ * is not a known constant. */
+static const char *bucket_zone(analyzer_t *an, const zql_node_t *b, uint32_t *len)
+{
+  const zql_node_t *tz = b->u.bucket.tz;
+  if (!tz) {
+    *len = 3;
+    return "UTC";
+  }
+  cval_t v;
+  const zql_node_t *bad = NULL;
+  if (!const_eval(an, tz, &v, &bad) || v.kind != CV_STRING)
+    return NULL;
+  *len = v.len;
+  return v.s;
+}
+
+static int unit_rank(const char *u)
+{
+  for (int i = 0; unit_names[i]; i++)
+    if (streq(unit_names[i], u))
+      return i;
+  return -1;
+}
+
+static int64_t unit_ms(const char *u)
+{
+  return streq(u, "ms") ? 1 : streq(u, "second") ? 1000 : streq(u, "minute") ? 60000
+         : streq(u, "hour") ? 3600000 : 0;
+}
+
+/* Across zones, sub-day source buckets (length L, aligned to the source zone's 1970
+ * midnight) still nest in the new buckets when every boundary of these is one of theirs:
+ * L divides a day (day and larger targets) or the target length, and the difference of
+ * the two zones' offsets is a multiple of L at every instant (sampled twice a year,
+ * 1970-2040: DST shifts and changes of standard time included). Hours of UTC nest in the
+ * days of New York, not of Kolkata (+05:30). Unknown zones are reported elsewhere. */
+static bool subday_nests(const zql_node_t *src, const char *z1, uint32_t l1,
+                         const zql_node_t *n, const char *z2, uint32_t l2)
+{
+  const char *su = src->u.bucket.unit, *nu = n->u.bucket.unit;
+  const zql_node_t *ev = src->u.bucket.every, *nev = n->u.bucket.every;
+  int64_t every = ev && ev->kind == ZQL_N_INT ? ev->u.lit.i : 1;
+  int64_t nevery = nev && nev->kind == ZQL_N_INT ? nev->u.lit.i : 1;
+  int64_t len = su ? unit_ms(su) * every : 0;
+  if (len <= 0 || !nu || src->u.bucket.origin || n->u.bucket.origin)
+    return false;
+  int64_t nlen = unit_ms(nu) * nevery;
+  if (nlen ? nlen % len != 0 : 86400000 % len != 0)
+    return false;
+  char a[128], b[128];
+  if (l1 >= sizeof a || l2 >= sizeof b)
+    return false;
+  memcpy(a, z1, l1);
+  a[l1] = 0;
+  memcpy(b, z2, l2);
+  b[l2] = 0;
+  const zql_tz_t *za, *zb;
+  if (zql_tz_load(a, &za, NULL) != 0 || zql_tz_load(b, &zb, NULL) != 0)
+    return false;
+  int64_t base = (int64_t)zql_tz_offset_at(za, 0) * 1000;
+  if (nlen) /* sub-day targets are aligned to the target zone's 1970 midnight */
+    return zql_floor_mod(base - (int64_t)zql_tz_offset_at(zb, 0) * 1000, len) == 0;
+  for (int64_t y = 0; y <= 70; y++)
+    for (int h = 0; h < 2; h++) {
+      int64_t t = (y * 365 + 182 * h) * 86400000;
+      if (zql_floor_mod(base - (int64_t)zql_tz_offset_at(zb, t) * 1000, len) != 0)
+        return false;
+    }
+  return true;
+}
+
+/* bucket(col, ...) where col is a time-bucket key of a `from agg` source: the stored
+ * buckets are merged into coarser ones (R17), which is exact only when each stored bucket
+ * lies inside one new bucket -- same zone, a coarser unit that nests (R10). */
+static void check_rollup(analyzer_t *an, const zql_node_t *n, const zql_node_t *src,
+                         const char *col)
+{
+  uint32_t l1 = 0, l2 = 0;
+  const char *z1 = bucket_zone(an, src, &l1), *z2 = bucket_zone(an, n, &l2);
+  if (z1 && z2 && (l1 != l2 || memcmp(z1, z2, l1) != 0) &&
+      !subday_nests(src, z1, l1, n, z2, l2)) {
+    zql_error_t *e = report(an, ZQL_E_BAD_ROLLUP, n->u.bucket.tz ? n->u.bucket.tz->span : n->span,
+                            "'%s' holds buckets of zone %.*s: rolling them up in %.*s would "
+                            "split them", col, (int)l1, z1, (int)l2, z2);
+    hint(an, e, "roll up in the source's zone: tz \"%.*s\"", (int)l1, z1);
+    return;
+  }
+  const char *su = src->u.bucket.unit, *nu = n->u.bucket.unit;
+  int r1 = su ? unit_rank(su) : -1, r2 = nu ? unit_rank(nu) : -1;
+  if (r1 < 0 || r2 < 0)
+    return; /* an unknown unit is reported on its own */
+  if (r2 < r1) {
+    zql_error_t *e = report(an, ZQL_E_BAD_ROLLUP, n->u.bucket.unit_span,
+                            "'%s' holds %s buckets: they cannot be cut into %ss", col, su, nu);
+    hint(an, e, "a rollup goes to a coarser unit (%s or larger)", su);
+  } else if (streq(su, "week") && r2 > r1) {
+    zql_error_t *e = report(an, ZQL_E_BAD_ROLLUP, n->u.bucket.unit_span,
+                            "'%s' holds week buckets, and weeks do not nest in %ss", col, nu);
+    hint(an, e, "store day buckets to roll them up into both weeks and %ss", nu);
+  }
+}
+
 static void check_bucket(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
 {
   n->type = ZQL_T_DATE;
@@ -2163,6 +2266,11 @@ static void check_bucket(analyzer_t *an, const ectx_t *ec, zql_node_t *n)
     else if (type_numeric(ts->type))
       hint(an, e, "convert it with epoch_ms(...) or epoch_s(...)");
   }
+  if (ts && ts->kind == ZQL_N_PATH && ts->u.path.nsteps == 0 &&
+      ts->u.path.ref == ZQL_REF_AGGCOL && ts->u.path.target &&
+      ts->u.path.target->kind == ZQL_N_KEY && ts->u.path.target->u.key.expr &&
+      ts->u.path.target->u.key.expr->kind == ZQL_N_BUCKET)
+    check_rollup(an, n, ts->u.path.target->u.key.expr, ts->u.path.root);
   zql_node_t *ev = n->u.bucket.every;
   if (ev) {
     ectx_t c;
