@@ -120,6 +120,15 @@ typedef struct zql_xplan zql_xplan_t;
  * document {column: value..., __state: {column: saved state}} with _seq i + 1 and
  * timestamp 0. The table must outlive the input. */
 typedef struct zql_rows_input zql_rows_input_t;
+/* Any buffer of row documents as an input, the same way: nrows BSON documents back to back
+ * in buf, row i from off[i] to off[i + 1] (off has nrows + 1 entries). rb must outlive
+ * the input. */
+typedef struct zql_rowbuf {
+  uint8_t *buf;
+  uint64_t *off;
+  uint64_t nrows;
+} zql_rowbuf_t;
+void zql_rowbuf_input(const zql_rowbuf_t *rb, zql_input_t *in);
 int zql_rows_input_new(const zql_result_table_t *t, zql_input_t *in, zql_rows_input_t **out);
 void zql_rows_input_free(zql_rows_input_t *ri);
 

@@ -38,7 +38,12 @@ int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv);/* zql compile 
 int zql_cmd_adhoc(const zql_cli_t *cli, int argc, char **argv);  /* zql -c 'QUERY' */
 int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv);    /* zql agg ... */
 
-/* A size: digits with an optional K, M, G or T (binary; "KiB", "MB" accepted). */
+/* Sort and print diagnostics to stderr (colour per cli): runtime/cmd_run.c. */
+struct zql_diags;
+void zql_cli_print_diags(const zql_cli_t *cli, struct zql_diags *d);
+
+/* A size: a number (decimals allowed) with an optional K, M, G or T (binary; "KiB", "MB"
+ * accepted): runtime/cmd_run.c. */
 bool zql_cli_parse_size(const char *s, uint64_t *out);
 
 /* A --retain value: a duration ("30d", "1w2d", "36h") sets *max_age_ms, a size ("500MB",

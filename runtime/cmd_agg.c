@@ -101,31 +101,6 @@ typedef struct runopts {
   size_t nseen;
 } runopts_t;
 
-bool zql_cli_parse_size(const char *s, uint64_t *out)
-{
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end == s || errno || *s == '-')
-    return false;
-  uint64_t mul = 1;
-  switch (*end) {
-  case 'k': case 'K': mul = 1ull << 10; end++; break;
-  case 'm': case 'M': mul = 1ull << 20; end++; break;
-  case 'g': case 'G': mul = 1ull << 30; end++; break;
-  case 't': case 'T': mul = 1ull << 40; end++; break;
-  default: break;
-  }
-  if (*end == 'i' && mul > 1)
-    end++;
-  if ((*end == 'B' || *end == 'b') && end[1] == 0)
-    end++;
-  if (*end || (v && mul > UINT64_MAX / v))
-    return false;
-  *out = (uint64_t)v * mul;
-  return true;
-}
-
 static bool parse_time(const char *s, int64_t *ms)
 {
   return zql_parse_iso8601(s, strlen(s), zql_tz_utc(), ms) == 0;
@@ -246,15 +221,6 @@ static int run_option_(runopts_t *r, int argc, char **argv, int *i)
 }
 
 /* ==== add ==== */
-
-static void print_diags(const zql_cli_t *cli, zql_diags_t *d)
-{
-  zql_diags_sort(d);
-  zql_strbuf_t out = ZQL_STRBUF_INIT;
-  zql_diags_render(&out, d, cli->color);
-  fwrite(out.buf, 1, out.len, stderr);
-  zql_strbuf_release(&out);
-}
 
 static void print_report(const zql_cli_t *cli, const char *name, const zql_incr_report_t *r)
 {
@@ -395,7 +361,7 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
     zql_strbuf_release(&e);
   }
   if (d.n)
-    print_diags(cli, &d);
+    zql_cli_print_diags(cli, &d);
   if (rc || d.nerr) {
     zql_diags_release(&d);
     zql_store_close(s);
@@ -462,6 +428,21 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
 }
 
 /* ==== list, show, runs ==== */
+
+/* NAME's catalog entry (views into d, valid with t) and, when p is not NULL, its plan:
+ * 0, ZQL_E_NO_AGG, or the store's and the plan reader's errors. */
+static int load_entry(zql_store_txn_t *t, const char *name, zql_catentry_t *e, bson_t *d,
+                      zql_plan_t **p, zql_strbuf_t *err)
+{
+  int rc = zql_catalog_get(t, name, e, d, err);
+  if (rc == ZQL_STORE_NOTFOUND) {
+    zql_strbuf_addf(err, "no aggregate named '%s' (zql agg list)", name);
+    return ZQL_E_NO_AGG;
+  }
+  if (!rc && p)
+    rc = zql_plan_from_bson(e->plan, e->plan_len, p, err);
+  return rc;
+}
 
 typedef struct listctx {
   zql_store_txn_t *t;
@@ -588,11 +569,7 @@ static int cmd_runs(zql_store_t *s, const char *name, uint64_t limit)
   if (!rc) {
     zql_catentry_t e;
     bson_t d;
-    rc = zql_catalog_get(t, name, &e, &d, &err);
-    if (rc == ZQL_STORE_NOTFOUND) {
-      zql_strbuf_addf(&err, "no aggregate named '%s' (zql agg list)", name);
-      rc = ZQL_E_NO_AGG;
-    }
+    rc = load_entry(t, name, &e, &d, NULL, &err);
     /* the last `limit` runs: run numbers are dense from 1 */
     uint8_t from[300];
     size_t nl = strlen(name);
@@ -629,14 +606,8 @@ static int cmd_show(zql_store_t *s, const char *name)
     return fail("show", rc, &err);
   zql_catentry_t e;
   bson_t d;
-  rc = zql_catalog_get(t, name, &e, &d, &err);
-  if (rc == ZQL_STORE_NOTFOUND) {
-    zql_strbuf_addf(&err, "no aggregate named '%s' (zql agg list)", name);
-    rc = ZQL_E_NO_AGG;
-  }
   zql_plan_t *p = NULL;
-  if (!rc)
-    rc = zql_plan_from_bson(e.plan, e.plan_len, &p, &err);
+  rc = load_entry(t, name, &e, &d, &p, &err);
   if (!rc) {
     char c1[40], c2[40];
     fmt_time(c1, sizeof c1, e.created);
@@ -731,13 +702,7 @@ static int cmd_dump(zql_store_t *s, const char *name, bool raw, bool bson)
   zql_catentry_t e;
   bson_t d;
   zql_plan_t *p = NULL;
-  rc = zql_catalog_get(t, name, &e, &d, &err);
-  if (rc == ZQL_STORE_NOTFOUND) {
-    zql_strbuf_addf(&err, "no aggregate named '%s' (zql agg list)", name);
-    rc = ZQL_E_NO_AGG;
-  }
-  if (!rc)
-    rc = zql_plan_from_bson(e.plan, e.plan_len, &p, &err);
+  rc = load_entry(t, name, &e, &d, &p, &err);
   dumpctx_t c = {raw, bson};
   for (uint32_t i = 0; !rc && i < p->ntables; i++)
     if (!p->tables[i].intermediate && !p->tables[i].prepass)

@@ -88,7 +88,7 @@ static int64_t wall_ms(void)
 }
 
 /* 512M, 2G, 100000, 64k: bytes. */
-static bool parse_size(const char *s, uint64_t *out)
+bool zql_cli_parse_size(const char *s, uint64_t *out)
 {
   char *end;
   errno = 0;
@@ -105,7 +105,7 @@ static bool parse_size(const char *s, uint64_t *out)
   }
   if (*end == 'i' || *end == 'B' || *end == 'b')
     end += (*end == 'i' && (end[1] == 'B' || end[1] == 'b')) ? 2 : 1;
-  if (*end)
+  if (*end || v * mul >= 18446744073709551615.0)
     return false;
   *out = (uint64_t)(v * mul);
   return true;
@@ -174,7 +174,7 @@ static int run_option(const char *cmd, ropts_t *o, int argc, char **argv, int *i
     return 1;
   }
   if (strcmp(a, "--mem-limit") == 0 || strncmp(a, "--mem-limit=", 12) == 0) {
-    if (!VALUE("--mem-limit") || !parse_size(v, &o->mem_limit) || o->mem_limit < 4096) {
+    if (!VALUE("--mem-limit") || !zql_cli_parse_size(v, &o->mem_limit) || o->mem_limit < 4096) {
       usage(cmd, "--mem-limit needs a size such as 512M or 2G (at least 4K)");
       return -1;
     }
@@ -530,7 +530,7 @@ static int prog_push(prog_t *g, zql_plan_t *p, bool explain, bool analyze)
   return 0;
 }
 
-static void print_diags(const zql_cli_t *cli, zql_diags_t *d)
+void zql_cli_print_diags(const zql_cli_t *cli, zql_diags_t *d)
 {
   zql_diags_sort(d);
   zql_strbuf_t out = ZQL_STRBUF_INIT;
@@ -699,7 +699,7 @@ static int compile_all(ctx_t *c, zql_arena_t *arena, const zql_source_t *srcs,
   zql_catalog_diags_trim(&d, &cs);
   hint_unknown_aggs(c, &d);
   if (d.n)
-    print_diags(c->cli, &d);
+    zql_cli_print_diags(c->cli, &d);
   if (!rc && d.nerr)
     rc = ZQL_E_SYNTAX;
   zql_diags_release(&d);

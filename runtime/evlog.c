@@ -137,6 +137,22 @@ static void seg_path(char *buf, size_t n, const char *evdir, int64_t first, bool
   snprintf(buf, n, "%s/%s", evdir, name);
 }
 
+/* The index of the .open segment so far (what a seal writes, and the hint). */
+static evlog_summary_t open_summary(const zql_evlog_t *w)
+{
+  evlog_summary_t s = {
+      .first_seq = w->seg_first,
+      .last_seq = w->seg_first + (int64_t)w->seg_count - 1,
+      .min_ts = w->seg_min_ts,
+      .max_ts = w->seg_max_ts,
+      .count = w->seg_count,
+      .data_end = w->seg_end,
+      .stride = w->opts.index_stride,
+      .nsparse = w->nsparse,
+  };
+  return s;
+}
+
 /* DIR/events/NNN.hint: the index of the .open segment NNN so far (readers/hints). */
 static void hint_path(char *buf, size_t n, const char *evdir, int64_t first)
 {
@@ -154,16 +170,7 @@ static void write_hint(zql_evlog_t *w)
 {
   if (w->broken || w->fd < 0 || w->seg_count == 0 || w->seg_end == w->hint_end)
     return;
-  evlog_summary_t s = {
-      .first_seq = w->seg_first,
-      .last_seq = w->seg_first + (int64_t)w->seg_count - 1,
-      .min_ts = w->seg_min_ts,
-      .max_ts = w->seg_max_ts,
-      .count = w->seg_count,
-      .data_end = w->seg_end,
-      .stride = w->opts.index_stride,
-      .nsparse = w->nsparse,
-  };
+  evlog_summary_t s = open_summary(w);
   zql_strbuf_t sb = ZQL_STRBUF_INIT;
   zql_evlog_trailer_build(&sb, &s, w->sparse);
   char path[4096], tmp[4200];
@@ -280,16 +287,7 @@ static int seal(zql_evlog_t *w, zql_strbuf_t *err)
 {
   while (w->syncing)
     pthread_cond_wait(&w->cond, &w->mu);
-  evlog_summary_t s = {
-      .first_seq = w->seg_first,
-      .last_seq = w->seg_first + (int64_t)w->seg_count - 1,
-      .min_ts = w->seg_min_ts,
-      .max_ts = w->seg_max_ts,
-      .count = w->seg_count,
-      .data_end = w->seg_end,
-      .stride = w->opts.index_stride,
-      .nsparse = w->nsparse,
-  };
+  evlog_summary_t s = open_summary(w);
   char from[4096], to[4096];
   seg_path(from, sizeof from, w->evdir, w->seg_first, false);
   seg_path(to, sizeof to, w->evdir, w->seg_first, true);

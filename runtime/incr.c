@@ -661,6 +661,39 @@ static int retention(agg_t *a, zql_store_txn_t *txn, wm_t *w, bool force)
 
 /* ==== the kinds of runs ==== */
 
+/* The end of an incremental commit: the run's error counts, the retention sweep, the run
+ * record (committed) and the watermark (hi, and the event time seen), then commit -- all
+ * in the transaction of the output documents. rc: the outcome so far (non-zero: abort).
+ * Frees txn; returns the result. */
+static int finish_commit(agg_t *a, zql_store_txn_t *txn, runrec_t *r, const zql_result_t *res,
+                         int rc, bool any, int64_t tmax)
+{
+  char ecoll[300];
+  if (!rc)
+    rc = add_errors(a, txn, errors_coll(ecoll, sizeof ecoll, a->name), res);
+  wm_t w = a->wm;
+  w.seq = r->hi;
+  w.run = r->run;
+  if (any && (!w.has_et || tmax > w.et)) {
+    w.et = tmax;
+    w.has_et = true;
+  }
+  if (!rc)
+    rc = retention(a, txn, &w, false);
+  snprintf(r->status, sizeof r->status, "committed");
+  if (!rc)
+    rc = run_write(a, txn, r, NULL);
+  if (!rc)
+    rc = wm_write(txn, a->name, &w, a->err);
+  if (rc) {
+    zql_store_abort(txn);
+    return rc;
+  }
+  if ((rc = zql_store_commit(txn, a->err)) == 0)
+    a->wm = w;
+  return rc;
+}
+
 /* Commit one incremental run (modes reduce and merge) in one transaction. */
 static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, int64_t tmax,
                               bool any)
@@ -796,39 +829,16 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
       rc = put_row(a, txn, pt->into, pti, row, state, id, o->len, &m);
     }
   }
-  char ecoll[300];
-  if (!rc)
-    rc = add_errors(a, txn, errors_coll(ecoll, sizeof ecoll, a->name), res);
-  wm_t w = a->wm;
-  w.seq = r->hi;
-  w.run = r->run;
-  if (any && (!w.has_et || tmax > w.et)) {
-    w.et = tmax;
-    w.has_et = true;
-  }
-  if (!rc)
-    rc = retention(a, txn, &w, false);
-  snprintf(r->status, sizeof r->status, "committed");
-  if (!rc)
-    rc = run_write(a, txn, r, NULL);
-  if (!rc)
-    rc = wm_write(txn, a->name, &w, a->err);
-  if (!rc) {
-    rc = zql_store_commit(txn, a->err);
-    txn = NULL;
-  }
   if (txn)
-    zql_store_abort(txn);
+    rc = finish_commit(a, txn, r, res, rc, any, tmax);
   for (uint32_t i = 0; rf && i < a->plan->ntables; i++)
     zql_refinal_free(rf[i]);
   zql_free(rf);
   zql_arena_delete(arena);
   rowset_free(&rs);
   a->rep->commit_seconds += mono() - t0;
-  if (!rc) {
-    a->wm = w;
+  if (!rc)
     crash_point("after-commit");
-  }
   return rc;
 }
 
@@ -909,32 +919,9 @@ static int run_upsert(agg_t *a, runrec_t *r)
     rc = put_row(a, txn, coll, pti, &rt->vals[o->r * rt->ncols], &rt->state[o->r], id, o->len,
                  &m);
   }
-  char ecoll[300];
-  if (!rc)
-    rc = add_errors(a, txn, errors_coll(ecoll, sizeof ecoll, a->name), fresh);
-  wm_t w = a->wm;
-  w.seq = r->hi;
-  w.run = r->run;
-  if (fresh && fresh->counters.max_ts != INT64_MIN &&
-      (!w.has_et || fresh->counters.max_ts > w.et)) {
-    w.et = fresh->counters.max_ts;
-    w.has_et = true;
-  }
-  if (!rc)
-    rc = retention(a, txn, &w, false);
-  snprintf(r->status, sizeof r->status, "committed");
-  if (!rc)
-    rc = run_write(a, txn, r, NULL);
-  if (!rc)
-    rc = wm_write(txn, a->name, &w, a->err);
-  if (!rc) {
-    rc = zql_store_commit(txn, a->err);
-    txn = NULL;
-  }
   if (txn)
-    zql_store_abort(txn);
-  if (!rc)
-    a->wm = w;
+    rc = finish_commit(a, txn, r, fresh, rc, fresh->counters.max_ts != INT64_MIN,
+                       fresh->counters.max_ts);
   rowset_free(&touched);
   rowset_free(&rs);
   zql_result_free(fresh);

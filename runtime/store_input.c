@@ -28,9 +28,7 @@
 /* {==== the input ========================================================================= */
 
 struct zql_store_input {
-  uint8_t *buf;        /* every row document, back to back */
-  uint64_t *off;       /* nrows + 1 offsets */
-  uint64_t nrows;
+  zql_rowbuf_t rb;     /* every row document, back to back (exec/rows_input.c serves them) */
 };
 
 typedef struct build {
@@ -146,66 +144,6 @@ static int visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
   return 0;
 }
 
-static int si_split(void *arg, int64_t lo, int64_t hi, size_t n, int64_t *bounds,
-                    zql_strbuf_t *err)
-{
-  (void)arg;
-  (void)err;
-  if (hi <= lo || n == 0)
-    return 0;
-  uint64_t span = (uint64_t)(hi - lo);
-  if (n > span)
-    n = span;
-  for (size_t i = 0; i <= n; i++)
-    bounds[i] = lo + (int64_t)(span * i / n);
-  return (int)n;
-}
-
-typedef struct cur {
-  const zql_store_input_t *si;
-  uint64_t next, end;  /* row indexes [next, end) */
-} cur_t;
-
-static int si_open(void *arg, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_hi,
-                   void **out, zql_strbuf_t *err)
-{
-  const zql_store_input_t *si = arg;
-  cur_t *c = zql_calloc(1, sizeof *c);
-  if (!c) {
-    zql_strbuf_adds(err, "out of memory");
-    return ZQL_E_NOMEM;
-  }
-  c->si = si;
-  /* (lo, hi] in _seq = row index + 1; rows have timestamp 0 */
-  c->next = lo < 0 ? 0 : (uint64_t)lo > si->nrows ? si->nrows : (uint64_t)lo;
-  c->end = hi < 0 ? 0 : (uint64_t)hi > si->nrows ? si->nrows : (uint64_t)hi;
-  if (c->next > c->end || !(ts_lo <= 0 && 0 < ts_hi))
-    c->next = c->end; /* a time range that excludes 0 excludes every row */
-  *out = c;
-  return 0;
-}
-
-static int si_next(void *cursor, zql_event_t *ev, size_t max, zql_strbuf_t *err)
-{
-  (void)err;
-  cur_t *c = cursor;
-  size_t n = 0;
-  while (n < max && c->next < c->end) {
-    uint64_t i = c->next++;
-    ev[n].seq = (int64_t)i + 1;
-    ev[n].ts = 0;
-    ev[n].doc = c->si->buf + c->si->off[i];
-    ev[n].len = (uint32_t)(c->si->off[i + 1] - c->si->off[i]);
-    n++;
-  }
-  return (int)n;
-}
-
-static void si_close(void *cursor)
-{
-  zql_free(cursor);
-}
-
 int zql_store_input_new(zql_store_txn_t *t, const char *coll, unsigned flags, zql_input_t *in,
                         zql_store_input_t **out, zql_strbuf_t *err)
 {
@@ -227,18 +165,10 @@ int zql_store_input_new(zql_store_txn_t *t, const char *coll, unsigned flags, zq
     return rc; /* visit and the store return 0 or < 0 */
   }
   b.off[b.n] = b.sb.len;
-  si->nrows = b.n;
-  si->off = b.off;
-  si->buf = (uint8_t *)zql_strbuf_detach(&b.sb, NULL);
-  memset(in, 0, sizeof *in);
-  in->arg = si;
-  in->lo = 0;
-  in->hi = (int64_t)si->nrows;
-  in->split = si_split;
-  in->open = si_open;
-  in->next = si_next;
-  in->close = si_close;
-  in->bytes = si->off[si->nrows];
+  si->rb.nrows = b.n;
+  si->rb.off = b.off;
+  si->rb.buf = (uint8_t *)zql_strbuf_detach(&b.sb, NULL);
+  zql_rowbuf_input(&si->rb, in);
   *out = si;
   return 0;
 }
@@ -247,14 +177,14 @@ void zql_store_input_free(zql_store_input_t *si)
 {
   if (!si)
     return;
-  zql_free(si->buf);
-  zql_free(si->off);
+  zql_free(si->rb.buf);
+  zql_free(si->rb.off);
   zql_free(si);
 }
 
 uint64_t zql_store_input_rows(const zql_store_input_t *si)
 {
-  return si->nrows;
+  return si->rb.nrows;
 }
 
 /* }==== */
