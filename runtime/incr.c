@@ -108,6 +108,32 @@ static const char *doc_str(const bson_t *d, const char *key)
   return NULL;
 }
 
+/* A list of ids (u32 length, then the bytes) collected by a scan, to delete afterwards. */
+static void ids_add(zql_strbuf_t *ids, const void *id, size_t idlen)
+{
+  uint32_t l = (uint32_t)idlen;
+  zql_strbuf_add(ids, &l, sizeof l);
+  zql_strbuf_add(ids, id, idlen);
+}
+
+/* Delete every id of the list from coll (absent ones are fine). */
+static int ids_delete(zql_store_txn_t *txn, const char *coll, const zql_strbuf_t *ids,
+                      zql_strbuf_t *err)
+{
+  if (ids->oom)
+    return ZQL_E_NOMEM;
+  int rc = 0;
+  for (size_t off = 0; !rc && off < ids->len;) {
+    uint32_t l;
+    memcpy(&l, ids->buf + off, sizeof l);
+    off += sizeof l;
+    rc = zql_store_del(txn, coll, ids->buf + off, l, err);
+    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
+    off += l;
+  }
+  return rc;
+}
+
 /* ==== the aggregate being run ==== */
 
 typedef struct wm {
@@ -613,9 +639,7 @@ static int sweep_visit(void *arg, const void *id, size_t idlen, const bson_t *do
   bson_iter_t it;
   if (bson_iter_init_find(&it, doc, "b") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
       bson_iter_date_time(&it) < s->cutoff) {
-    uint32_t l = (uint32_t)idlen;
-    zql_strbuf_add(&s->ids, &l, sizeof l);
-    zql_strbuf_add(&s->ids, id, idlen);
+    ids_add(&s->ids, id, idlen);
     s->n++;
   }
   return 0;
@@ -625,17 +649,8 @@ static int sweep_coll(agg_t *a, zql_store_txn_t *txn, const char *coll, int64_t 
 {
   sweep_t s = {cutoff, ZQL_STRBUF_INIT, 0};
   int rc = zql_store_scan(txn, coll, NULL, 0, NULL, 0, sweep_visit, &s, a->err);
-  if (!rc && s.ids.oom)
-    rc = ZQL_E_NOMEM;
-  for (size_t off = 0; !rc && off < s.ids.len;) {
-    uint32_t l;
-    memcpy(&l, s.ids.buf + off, sizeof l);
-    off += sizeof l;
-    rc = zql_store_del(txn, coll, s.ids.buf + off, l, a->err);
-    if (rc == ZQL_STORE_NOTFOUND)
-      rc = 0;
-    off += l;
-  }
+  if (!rc)
+    rc = ids_delete(txn, coll, &s.ids, a->err);
   if (!rc)
     a->rep->deleted += s.n;
   zql_strbuf_release(&s.ids);
@@ -1257,9 +1272,7 @@ static int sidecar_visit(void *arg, const void *id, size_t idlen, const bson_t *
     return 0;
   int64_t t = bson_iter_date_time(&b);
   if (t >= s->from && t < s->to) {
-    uint32_t l = (uint32_t)idlen;
-    zql_strbuf_add(&s->ids, &l, sizeof l);
-    zql_strbuf_add(&s->ids, id, idlen);
+    ids_add(&s->ids, id, idlen);
     s->n++;
   }
   return 0;
@@ -1272,14 +1285,8 @@ static int sidecar_clear(agg_t *a, zql_store_txn_t *txn, int64_t from, int64_t t
     return 0;
   sidesweep_t s = {a->name, from, to, ZQL_STRBUF_INIT, 0};
   int rc = zql_store_scan(txn, a->plan->sidecar, NULL, 0, NULL, 0, sidecar_visit, &s, a->err);
-  for (size_t off = 0; !rc && off < s.ids.len;) {
-    uint32_t l;
-    memcpy(&l, s.ids.buf + off, sizeof l);
-    off += sizeof l;
-    rc = zql_store_del(txn, a->plan->sidecar, s.ids.buf + off, l, a->err);
-    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
-    off += l;
-  }
+  if (!rc)
+    rc = ids_delete(txn, a->plan->sidecar, &s.ids, a->err);
   zql_strbuf_release(&s.ids);
   return rc;
 }
@@ -1690,9 +1697,7 @@ static int collect_visit(void *arg, const void *id, size_t idlen, const bson_t *
 {
   prefix_ids_t *p = arg;
   (void)doc;
-  uint32_t l = (uint32_t)idlen;
-  zql_strbuf_add(&p->ids, &l, sizeof l);
-  zql_strbuf_add(&p->ids, id, idlen);
+  ids_add(&p->ids, id, idlen);
   return 0;
 }
 
@@ -1757,14 +1762,8 @@ int zql_incr_drop(zql_store_t *s, const char *data_dir, const char *name, zql_st
   prefix_ids_t runs = {ZQL_STRBUF_INIT};
   if (!rc)
     rc = zql_store_prefix(t, ZQL_RUNS_COLL, name, strlen(name) + 1, collect_visit, &runs, err);
-  for (size_t off = 0; !rc && off < runs.ids.len;) {
-    uint32_t l;
-    memcpy(&l, runs.ids.buf + off, sizeof l);
-    off += sizeof l;
-    rc = zql_store_del(t, ZQL_RUNS_COLL, runs.ids.buf + off, l, err);
-    rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
-    off += l;
-  }
+  if (!rc)
+    rc = ids_delete(t, ZQL_RUNS_COLL, &runs.ids, err);
   if (!rc) {
     rc = zql_store_del(t, ZQL_WM_COLL, name, strlen(name), err);
     rc = rc == ZQL_STORE_NOTFOUND ? 0 : rc;
