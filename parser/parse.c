@@ -117,8 +117,8 @@ int zql_dump_tokens(zql_arena_t *arena, const zql_source_t *src, zql_diags_t *di
   return first_error(diags, n0, src);
 }
 
-int zql_compile_paths(zql_arena_t *arena, const char *const *paths, size_t n,
-                      zql_diags_t *diags, zql_node_t **files)
+int zql_parse_paths(zql_arena_t *arena, const char *const *paths, size_t n,
+                    zql_diags_t *diags, zql_node_t **files)
 {
   int first = 0;
   for (size_t i = 0; i < n; i++) {
@@ -150,5 +150,12 @@ int zql_compile_paths(zql_arena_t *arena, const char *const *paths, size_t n,
   }
   if (diags->nerr > 0)
     return first ? first : ZQL_E_SYNTAX;
-  return zql_analyze(arena, files, n, diags);
+  return 0;
+}
+
+int zql_compile_paths(zql_arena_t *arena, const char *const *paths, size_t n,
+                      zql_diags_t *diags, zql_node_t **files)
+{
+  int rc = zql_parse_paths(arena, paths, n, diags, files);
+  return rc ? rc : zql_analyze(arena, files, n, diags);
 }

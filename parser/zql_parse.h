@@ -49,6 +49,11 @@ int zql_analyze(zql_arena_t *arena, zql_node_t **files, size_t nfiles, zql_diags
  * only when every file parsed without errors. Returns 0 or the first error code. */
 int zql_compile_paths(zql_arena_t *arena, const char *const *paths, size_t n,
                       zql_diags_t *diags, zql_node_t **files);
+/* The first half of zql_compile_paths: read and parse, no analysis (the caller may add
+ * files, such as the catalog sources of runtime/store_input.h, then analyze). Returns 0
+ * when every file parsed cleanly, else the first error code. */
+int zql_parse_paths(zql_arena_t *arena, const char *const *paths, size_t n,
+                    zql_diags_t *diags, zql_node_t **files);
 
 /* Tree printers for --dump=ast (raw) and --dump=checked (with resolutions and types).
  * Stable text, no pointers: golden-tested. */

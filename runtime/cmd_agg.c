@@ -269,42 +269,6 @@ static int run_one(const zql_cli_t *cli, zql_store_t *s, const char *name, bool 
   return 0;
 }
 
-/* Parse the files, add the catalog sources of the `from agg` names they read but do not
- * define (runtime/store_input.h), and analyze them all as one program. */
-static int parse_files(zql_arena_t *arena, zql_store_t *s, const zql_source_t *srcs, size_t n,
-                       zql_diags_t *d, zql_node_t ***files, size_t *nfiles, zql_strbuf_t *err)
-{
-  zql_node_t **f = zql_arena_calloc(arena, n ? n : 1, sizeof *f);
-  if (!f)
-    return ZQL_E_NOMEM;
-  int rc = 0;
-  for (size_t i = 0; i < n && !rc; i++)
-    rc = zql_parse(arena, &srcs[i], d, &f[i]);
-  if (rc || d->nerr)
-    return rc;
-  zql_catsrc_t cs = {0};
-  if (zql_catalog_wanted(f, n)) {
-    zql_store_txn_t *t;
-    if ((rc = zql_store_begin(s, false, &t, err)) != 0)
-      return rc;
-    rc = zql_catalog_sources(t, arena, f, n, d, &cs, err);
-    zql_store_abort(t);
-    if (rc || d->nerr)
-      return rc;
-  }
-  zql_node_t **all = zql_arena_calloc(arena, n + cs.nfiles + 1, sizeof *all);
-  if (!all)
-    return ZQL_E_NOMEM;
-  memcpy(all, f, n * sizeof *all);
-  if (cs.nfiles)
-    memcpy(all + n, cs.files, cs.nfiles * sizeof *all);
-  rc = zql_analyze(arena, all, n + cs.nfiles, d);
-  zql_catalog_diags_trim(d, &cs);
-  *files = all;
-  *nfiles = n; /* only the user's files are stored */
-  return rc;
-}
-
 static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
 {
   runopts_t ro = {0};
@@ -340,22 +304,13 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
   }
   zql_diags_t d;
   zql_diags_init(&d, arena);
-  zql_source_t *srcs = zql_arena_calloc(arena, npaths, sizeof *srcs);
-  zql_node_t **files = NULL;
-  size_t nfiles = npaths;
-  int rc = srcs ? 0 : ZQL_E_NOMEM;
-  for (size_t i = 0; i < npaths && !rc; i++) {
-    zql_strbuf_t e = ZQL_STRBUF_INIT;
-    rc = zql_source_read_file(&srcs[i], arena, paths[i], &e);
-    if (rc)
-      fprintf(stderr, "zql agg add: %s [%s]\n", e.buf, zql_err_code_str(rc));
-    srcs[i].order = (uint32_t)i;
-    zql_strbuf_release(&e);
-  }
+  zql_node_t **files = zql_arena_calloc(arena, npaths, sizeof *files), **all;
+  size_t nall;
   /* the user's files, then the catalog sources their `from agg` names need */
+  int rc = files ? zql_parse_paths(arena, paths, npaths, &d, files) : ZQL_E_NOMEM;
   if (!rc) {
     zql_strbuf_t e = ZQL_STRBUF_INIT;
-    rc = parse_files(arena, s, srcs, npaths, &d, &files, &nfiles, &e);
+    rc = zql_analyze_with_catalog(s, arena, files, npaths, &d, &all, &nall, &e);
     if (rc && e.len)
       fprintf(stderr, "zql agg add: %s [%s]\n", e.buf, zql_err_code_str(rc));
     zql_strbuf_release(&e);
@@ -382,7 +337,8 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
       po.incremental = true;
       zql_plan_t *p;
       zql_strbuf_t e = ZQL_STRBUF_INIT;
-      rc = zql_plan_build(&srcs[f], st, &po, &p, &e);
+      const zql_source_t *src = zql_file_source(files[f]);
+      rc = zql_plan_build(src, st, &po, &p, &e);
       if (rc) {
         fprintf(stderr, "zql agg add: %s: %s [%s]\n", st->u.query.name, e.buf,
                 zql_err_code_str(rc));
@@ -391,7 +347,7 @@ static int cmd_add(const zql_cli_t *cli, int argc, char **argv)
         continue;
       }
       zql_def_status_t ds;
-      rc = zql_incr_define(s, p, paths[f], srcs[f].text, srcs[f].len, ro.rebuild, &ds, &e);
+      rc = zql_incr_define(s, p, paths[f], src->text, src->len, ro.rebuild, &ds, &e);
       if (rc) {
         fail("add", rc, &e);
         status = EXIT_ERRORS;

@@ -15,10 +15,12 @@
 
 #include <malloc.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/base/alloc.h"
 #include "runtime/cli.h"
+#include "runtime/store_input.h"
 
 
 #include "runtime/zql.h"
@@ -333,6 +335,36 @@ static void count_items(const zql_node_t *file, int *naggs, int *nqueries, int *
 
 /* ---- commands ---- */
 
+/* Read, parse and analyze the files; `from agg` names they do not define are looked up in
+ * the results store of the data directory when there is one (runtime/store_input.h), as
+ * `zql run` does. */
+static int compile_with_store(const opts_t *o, zql_arena_t *arena, char **paths, int n,
+                              zql_diags_t *d, zql_node_t **files)
+{
+  int rc = zql_parse_paths(arena, (const char *const *)paths, (size_t)n, d, files);
+  if (rc)
+    return rc;
+  const char *env = getenv("ZQL_DATA");
+  const char *dir = o->data_dir ? o->data_dir : env && *env ? env : "./zql-data";
+  char mdb[4096];
+  struct stat st;
+  zql_store_t *s = NULL;
+  snprintf(mdb, sizeof mdb, "%s/results/data.mdb", dir);
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  if (zql_catalog_wanted(files, (size_t)n) && stat(mdb, &st) == 0 &&
+      zql_store_open_lmdb(dir, &s, &err) != 0)
+    s = NULL; /* an unreadable store: the names stay unknown (E3019) */
+  zql_node_t **all;
+  size_t nall;
+  zql_strbuf_reset(&err);
+  rc = zql_analyze_with_catalog(s, arena, files, (size_t)n, d, &all, &nall, &err);
+  if (rc && err.len)
+    fprintf(stderr, "zql: %s [%s]\n", err.buf, zql_err_code_str(rc));
+  zql_strbuf_release(&err);
+  zql_store_close(s);
+  return rc;
+}
+
 static int cmd_check(const opts_t *o, char **paths, int n)
 {
   if (n == 0)
@@ -345,8 +377,7 @@ static int cmd_check(const opts_t *o, char **paths, int n)
   zql_diags_t d;
   zql_diags_init(&d, arena);
   zql_node_t **files = zql_arena_calloc(arena, (size_t)n, sizeof *files);
-  int rc = files ? zql_compile_paths(arena, (const char *const *)paths, (size_t)n, &d, files)
-                 : ZQL_E_NOMEM;
+  int rc = files ? compile_with_store(o, arena, paths, n, &d, files) : ZQL_E_NOMEM;
   zql_diags_sort(&d);
   print_diags(&d, o);
   if (rc == ZQL_E_NOMEM)
@@ -386,7 +417,7 @@ static int cmd_dump(const opts_t *o, char **paths, int n)
   if (!files) {
     rc = ZQL_E_NOMEM;
   } else if (o->dump == DUMP_CHECKED) {
-    rc = zql_compile_paths(arena, (const char *const *)paths, (size_t)n, &d, files);
+    rc = compile_with_store(o, arena, paths, n, &d, files);
     if (rc == 0 && d.nerr == 0)
       for (int i = 0; i < n; i++) {
         if (n > 1)

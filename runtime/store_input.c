@@ -651,3 +651,33 @@ void zql_catalog_diags_trim(zql_diags_t *d, const zql_catsrc_t *cs)
 }
 
 /* }==== */
+
+int zql_analyze_with_catalog(zql_store_t *s, zql_arena_t *arena, zql_node_t **files, size_t n,
+                             zql_diags_t *d, zql_node_t ***all, size_t *nall, zql_strbuf_t *err)
+{
+  zql_catsrc_t cs = {0};
+  *all = files;
+  *nall = n;
+  if (s && zql_catalog_wanted(files, n)) {
+    zql_store_txn_t *t;
+    int rc = zql_store_begin(s, false, &t, err);
+    if (rc)
+      return rc;
+    rc = zql_catalog_sources(t, arena, files, n, d, &cs, err);
+    zql_store_abort(t); /* the parsed sources live in arena */
+    if (rc)
+      return rc;
+  }
+  if (cs.nfiles) {
+    zql_node_t **v = zql_arena_calloc(arena, n + cs.nfiles, sizeof *v);
+    if (!v)
+      return ZQL_E_NOMEM;
+    memcpy(v, files, n * sizeof *v);
+    memcpy(v + n, cs.files, cs.nfiles * sizeof *v);
+    *all = v;
+    *nall = n + cs.nfiles;
+  }
+  int rc = d->nerr ? ZQL_E_SYNTAX : zql_analyze(arena, *all, *nall, d);
+  zql_catalog_diags_trim(d, &cs);
+  return rc;
+}

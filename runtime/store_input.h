@@ -123,6 +123,13 @@ bool zql_catalog_wanted(zql_node_t *const *files, size_t n);
  * user's text); errors stay. */
 void zql_catalog_diags_trim(zql_diags_t *d, const zql_catsrc_t *cs);
 
+/* All of the above for a command: analyze the parsed files[0..n) together with the catalog
+ * sources they need from store s (NULL: no store), trimming the diagnostics about those
+ * sources. *all (in arena) holds the user's files first, then the catalog's; *nall counts
+ * them. Returns zql_analyze's result, or the store's errors (message in err). */
+int zql_analyze_with_catalog(zql_store_t *s, zql_arena_t *arena, zql_node_t **files, size_t n,
+                             zql_diags_t *d, zql_node_t ***all, size_t *nall, zql_strbuf_t *err);
+
 /* }==== */
 
 #endif

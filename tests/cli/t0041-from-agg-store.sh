@@ -87,6 +87,13 @@ ok 'the rollup still equals the direct query' cmp -s monthly.out direct.out
 docs=$(wc -l <agg.out)
 
 # ---- explain ----
+expect_exit 0 'zql check of the file finds pv_daily in the store' \
+  "$ZQL" --data "$D" check monthly.zql
+stdout_matches 'and says it is fine' '^monthly.zql: ok: 1 aggregate'
+expect_exit 0 '--dump=checked too' "$ZQL" --data "$D" --dump=checked monthly.zql
+expect_exit 1 'without the store, zql check reports the unknown aggregate' \
+  "$ZQL" --data "$TEST_TMP/nostore" check monthly.zql
+stderr_matches 'with its location' "^monthly.zql:1:27: error: unknown aggregate 'pv_daily' \[E3019\]"
 expect_exit 0 'explain of the file' "$ZQL" --data "$D" explain monthly.zql
 stdout_matches 'scans the stored aggregate' 'Scan\(agg pv_daily\)'
 stdout_matches 'and reads its states' 'extract \[project, day, views, __state\.users, __state\.ms, __state\.p90\]'
