@@ -741,8 +741,12 @@ typedef struct dc {
   uint32_t n;       /* exact: distinct values */
   uint32_t cap;     /* exact: slots (a power of two), 0 before the first insert */
   dc_slot_t *slots;
-  uint8_t *keys;    /* exact: the encodings, back to back */
+  uint8_t *keys;    /* exact: the encodings in insertion order, each after its u32 length */
   size_t klen, kcap;
+  uint32_t sorted;  /* exact: the first `sorted` encodings inserted are in ascending order
+                       (a loaded state, or a merge into an empty one): save then sorts only
+                       the rest and merges */
+  size_t last;      /* exact: the offset of the last of those */
   hll_t hll;        /* DC_HLL */
 } dc_t;
 
@@ -764,6 +768,8 @@ static void dc_free_set(dc_t *d, zql_aggctx_t *ctx)
   d->keys = NULL;
   d->n = d->cap = 0;
   d->klen = d->kcap = 0;
+  d->sorted = 0;
+  d->last = 0;
 }
 
 static void dc_destroy(void *st, zql_aggctx_t *ctx)
@@ -851,10 +857,10 @@ static int dc_insert(dc_t *d, const uint8_t *key, uint32_t len, uint64_t hash,
     d->slots = slots;
     d->cap = ncap;
   }
-  if (d->klen + len > d->kcap) {
+  if (d->klen + 4 + len > d->kcap) {
     size_t ncap = d->kcap * 2;
-    if (ncap < d->klen + len)
-      ncap = d->klen + len;
+    if (ncap < d->klen + 4 + len)
+      ncap = d->klen + 4 + len;
     if (ncap < 256)
       ncap = 256;
     uint8_t *keys = zql_realloc(d->keys, ncap);
@@ -865,11 +871,18 @@ static int dc_insert(dc_t *d, const uint8_t *key, uint32_t len, uint64_t hash,
     d->kcap = ncap;
   }
   uint32_t i = dc_probe(d, key, len, hash, &found);
-  memcpy(d->keys + d->klen, key, len);
+  le32_put(d->keys + d->klen, len);
+  size_t off = d->klen + 4;
+  memcpy(d->keys + off, key, len);
   d->slots[i].hash = hash;
-  d->slots[i].off = d->klen;
+  d->slots[i].off = off;
   d->slots[i].len = len;
-  d->klen += len;
+  d->klen = off + len;
+  if (d->sorted == d->n &&
+      (d->n == 0 || key_cmp(d->keys + d->last, le32_get(d->keys + d->last - 4), key, len) < 0)) {
+    d->sorted++;
+    d->last = off;
+  }
   d->n++;
   return 0;
 }
@@ -918,13 +931,14 @@ static int dc_merge(void *dst, const void *src, zql_aggctx_t *ctx)
     }
     return hll_merge_into(&d->hll, &s->hll, ctx);
   default:
-    for (uint32_t i = 0; i < s->cap; i++) {
-      const dc_slot_t *e = &s->slots[i];
-      if (e->len) {
-        int rc = dc_insert(d, s->keys + e->off, e->len, e->hash, ctx);
-        if (rc)
-          return rc;
-      }
+    /* in src's insertion order, which keeps an ascending src ascending in an empty dst */
+    for (size_t o = 0; o < s->klen;) {
+      uint32_t len = le32_get(s->keys + o);
+      const uint8_t *key = s->keys + o + 4;
+      int rc = dc_insert(d, key, len, zql_hash_bytes(key, len), ctx);
+      if (rc)
+        return rc;
+      o += 4 + (size_t)len;
     }
     return 0;
   }
@@ -970,7 +984,7 @@ static int keyref_cmp(const void *a, const void *b)
 static int dc_save_set(const dc_t *d, bson_t *out)
 {
   keyref_t *refs = zql_malloc(((size_t)d->n + 1) * sizeof *refs);
-  size_t total = d->klen + 4 * (size_t)d->n;
+  size_t total = d->klen; /* each encoding after its u32 length, as in the keys */
   uint8_t *b = zql_malloc(total + 1);
   if (!refs || !b) {
     zql_free(refs);
@@ -978,16 +992,20 @@ static int dc_save_set(const dc_t *d, bson_t *out)
     return ZQL_E_NOMEM;
   }
   size_t n = 0, o = 0;
-  for (uint32_t i = 0; i < d->cap; i++)
-    if (d->slots[i].len) {
-      refs[n].p = d->keys + d->slots[i].off;
-      refs[n++].len = d->slots[i].len;
-    }
-  qsort(refs, n, sizeof *refs, keyref_cmp);
-  for (size_t i = 0; i < n; i++) {
-    le32_put(b + o, refs[i].len);
-    memcpy(b + o + 4, refs[i].p, refs[i].len);
-    o += 4 + (size_t)refs[i].len;
+  for (size_t k = 0; k < d->klen; n++) { /* insertion order */
+    refs[n].len = le32_get(d->keys + k);
+    refs[n].p = d->keys + k + 4;
+    k += 4 + (size_t)refs[n].len;
+  }
+  /* the first d->sorted are ascending already: sort the rest, then merge the two runs */
+  size_t a = 0, na = d->sorted < n ? d->sorted : n, bi = na;
+  qsort(refs + na, n - na, sizeof *refs, keyref_cmp);
+  while (a < na || bi < n) {
+    const keyref_t *r = bi >= n || (a < na && keyref_cmp(&refs[a], &refs[bi]) < 0)
+                            ? &refs[a++] : &refs[bi++];
+    le32_put(b + o, r->len);
+    memcpy(b + o + 4, r->p, r->len);
+    o += 4 + (size_t)r->len;
   }
   bool ok = BSON_APPEND_INT64(out, "n", (int64_t)d->n) && save_bin(out, "set", b, o);
   zql_free(refs);
