@@ -126,6 +126,14 @@ static bool fast_value(uint8_t type, const uint8_t *p, size_t vsize, zql_val_t *
 }
 
 /* Walk the document data[0..len) for the children of n. */
+/* A BSON int32 (little-endian) at p: the length prefixes of strings, documents, binary. */
+static int32_t le_i32(const uint8_t *p)
+{
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return (int32_t)BSON_UINT32_FROM_LE(v);
+}
+
 static void walk(zql_vm_t *vm, const zql_xnode_t *n, const uint8_t *data, uint32_t len)
 {
   if (len < 5)
@@ -164,33 +172,21 @@ static void walk(zql_vm_t *vm, const zql_xnode_t *n, const uint8_t *data, uint32
     case BSON_TYPE_OID: vsize = 12; break;
     case BSON_TYPE_DECIMAL128: vsize = 16; break;
     case BSON_TYPE_UTF8: case BSON_TYPE_SYMBOL: case BSON_TYPE_CODE: {
-      if (rem < 4)
-        return;
-      int32_t l;
-      memcpy(&l, p, 4);
-      l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+      int32_t l = rem < 4 ? -1 : le_i32(p);
       if (l < 1)
         return;
       vsize = 4 + (size_t)l;
       break;
     }
     case BSON_TYPE_DOCUMENT: case BSON_TYPE_ARRAY: case BSON_TYPE_CODEWSCOPE: {
-      if (rem < 4)
-        return;
-      int32_t l;
-      memcpy(&l, p, 4);
-      l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+      int32_t l = rem < 4 ? -1 : le_i32(p);
       if (l < 5)
         return;
       vsize = (size_t)l;
       break;
     }
     case BSON_TYPE_BINARY: {
-      if (rem < 4)
-        return;
-      int32_t l;
-      memcpy(&l, p, 4);
-      l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+      int32_t l = rem < 4 ? -1 : le_i32(p);
       if (l < 0)
         return;
       vsize = 5 + (size_t)l;
@@ -207,11 +203,7 @@ static void walk(zql_vm_t *vm, const zql_xnode_t *n, const uint8_t *data, uint32
       break;
     }
     case BSON_TYPE_DBPOINTER: {
-      if (rem < 4)
-        return;
-      int32_t l;
-      memcpy(&l, p, 4);
-      l = (int32_t)BSON_UINT32_FROM_LE((uint32_t)l);
+      int32_t l = rem < 4 ? -1 : le_i32(p);
       if (l < 1)
         return;
       vsize = 4 + (size_t)l + 12;
