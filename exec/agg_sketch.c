@@ -747,6 +747,14 @@ typedef struct dc {
                        (a loaded state, or a merge into an empty one): save then sorts only
                        the rest and merges */
   size_t last;      /* exact: the offset of the last of those */
+  /* exact: a loaded set kept in its saved form (the encodings in ascending order, each
+   * after its u32 length) instead of being hashed value by value -- an incremental run
+   * merges a few new values into large stored sets, and pays a copy, not a rebuild. The
+   * hash holds the values added since, some of which may be in base too: the exact count
+   * and the saved set come from one merge walk of the two (dc_union). */
+  uint8_t *base;
+  size_t base_len;
+  uint32_t base_n;
   hll_t hll;        /* DC_HLL */
 } dc_t;
 
@@ -764,10 +772,14 @@ static void dc_free_set(dc_t *d, zql_aggctx_t *ctx)
 {
   heap_free(ctx, d->slots, (size_t)d->cap * sizeof *d->slots);
   heap_free(ctx, d->keys, d->kcap);
+  heap_free(ctx, d->base, d->base_len);
   d->slots = NULL;
   d->keys = NULL;
+  d->base = NULL;
   d->n = d->cap = 0;
   d->klen = d->kcap = 0;
+  d->base_len = 0;
+  d->base_n = 0;
   d->sorted = 0;
   d->last = 0;
 }
@@ -803,6 +815,15 @@ static int dc_overflow(dc_t *d, zql_aggctx_t *ctx)
   if (d->else_hll) {
     hll_t h;
     hll_init(&h, DC_HLL_P);
+    for (size_t o = 0; o < d->base_len;) { /* hashing a value twice changes nothing */
+      uint32_t len = le32_get(d->base + o);
+      int rc = hll_add_hash(&h, zql_hash_bytes(d->base + o + 4, len), ctx);
+      if (rc) {
+        hll_clear(&h, ctx);
+        return rc;
+      }
+      o += 4 + (size_t)len;
+    }
     for (uint32_t i = 0; i < d->cap; i++)
       if (d->slots[i].len) {
         int rc = hll_add_hash(&h, d->slots[i].hash, ctx);
@@ -823,12 +844,38 @@ static int dc_overflow(dc_t *d, zql_aggctx_t *ctx)
 }
 
 static int dc_insert(dc_t *d, const uint8_t *key, uint32_t len, uint64_t hash,
+                     zql_aggctx_t *ctx);
+
+/* Move the base set into the hash (near the limit, where counts must be exact). */
+static int dc_unbase(dc_t *d, zql_aggctx_t *ctx)
+{
+  uint8_t *b = d->base;
+  size_t bl = d->base_len;
+  d->base = NULL;
+  d->base_len = 0;
+  d->base_n = 0;
+  int rc = 0;
+  for (size_t o = 0; o < bl && !rc;) {
+    uint32_t len = le32_get(b + o);
+    rc = dc_insert(d, b + o + 4, len, zql_hash_bytes(b + o + 4, len), ctx);
+    o += 4 + (size_t)len;
+  }
+  heap_free(ctx, b, bl);
+  return rc;
+}
+
+static int dc_insert(dc_t *d, const uint8_t *key, uint32_t len, uint64_t hash,
                      zql_aggctx_t *ctx)
 {
   if (d->mode == DC_HLL)
     return hll_add_hash(&d->hll, hash, ctx);
   if (d->mode != DC_EXACT)
     return 0;
+  if (d->base && (int64_t)d->base_n + d->n + 1 > d->limit) {
+    int rc = dc_unbase(d, ctx);
+    if (rc || d->mode != DC_EXACT)
+      return rc ? rc : dc_insert(d, key, len, hash, ctx);
+  }
   bool found = false;
   if (d->cap) {
     dc_probe(d, key, len, hash, &found);
@@ -931,6 +978,22 @@ static int dc_merge(void *dst, const void *src, zql_aggctx_t *ctx)
     }
     return hll_merge_into(&d->hll, &s->hll, ctx);
   default:
+    if (s->base && !d->base && d->n == 0 && d->mode == DC_EXACT) { /* adopt a copy */
+      if (!(d->base = heap_alloc(ctx, s->base_len)))
+        return ZQL_E_NOMEM;
+      memcpy(d->base, s->base, s->base_len);
+      d->base_len = s->base_len;
+      d->base_n = s->base_n;
+    } else {
+      for (size_t o = 0; o < s->base_len;) {
+        uint32_t len = le32_get(s->base + o);
+        const uint8_t *key = s->base + o + 4;
+        int rc = dc_insert(d, key, len, zql_hash_bytes(key, len), ctx);
+        if (rc)
+          return rc;
+        o += 4 + (size_t)len;
+      }
+    }
     /* in src's insertion order, which keeps an ascending src ascending in an empty dst */
     for (size_t o = 0; o < s->klen;) {
       uint32_t len = le32_get(s->keys + o);
@@ -944,14 +1007,20 @@ static int dc_merge(void *dst, const void *src, zql_aggctx_t *ctx)
   }
 }
 
+static int64_t dc_union(const dc_t *d, uint8_t *out, size_t *outlen);
+
 static int dc_final(const void *st, const zql_aggparams_t *p, zql_arena_t *arena,
                     zql_val_t *out)
 {
   const dc_t *d = st;
   switch (d->mode) {
-  case DC_EXACT:
-    *out = zql_val_int(d->n);
+  case DC_EXACT: {
+    int64_t n = d->base ? dc_union(d, NULL, NULL) : d->n;
+    if (n < 0)
+      return ZQL_E_NOMEM;
+    *out = zql_val_int(n);
     return 0;
+  }
   case DC_HLL:
     *out = est_value(hll_estimate(&d->hll));
     return 0;
@@ -980,35 +1049,75 @@ static int keyref_cmp(const void *a, const void *b)
   return key_cmp(x->p, x->len, y->p, y->len);
 }
 
-/* "set": the encodings in ascending byte order, each as u32 LE length + bytes. */
-static int dc_save_set(const dc_t *d, bson_t *out)
+/* The union of the base set and the hash's values, in ascending byte order, each as u32
+ * LE length + bytes, written to out (which has room for base_len + klen bytes) unless out
+ * is NULL; returns the number of distinct values (-1: out of memory). The hash's values
+ * are sorted as in a save (its first `sorted` are ascending already: only the rest is
+ * sorted, then the two runs merge), then merged with the base, equal values once. */
+static int64_t dc_union(const dc_t *d, uint8_t *out, size_t *outlen)
 {
   keyref_t *refs = zql_malloc(((size_t)d->n + 1) * sizeof *refs);
-  size_t total = d->klen; /* each encoding after its u32 length, as in the keys */
-  uint8_t *b = zql_malloc(total + 1);
-  if (!refs || !b) {
+  keyref_t *ord = zql_malloc(((size_t)d->n + 1) * sizeof *ord);
+  if (!refs || !ord) {
     zql_free(refs);
-    zql_free(b);
-    return ZQL_E_NOMEM;
+    zql_free(ord);
+    return -1;
   }
-  size_t n = 0, o = 0;
+  size_t n = 0;
   for (size_t k = 0; k < d->klen; n++) { /* insertion order */
     refs[n].len = le32_get(d->keys + k);
     refs[n].p = d->keys + k + 4;
     k += 4 + (size_t)refs[n].len;
   }
-  /* the first d->sorted are ascending already: sort the rest, then merge the two runs */
-  size_t a = 0, na = d->sorted < n ? d->sorted : n, bi = na;
+  size_t a = 0, na = d->sorted < n ? d->sorted : n, bi = na, m = 0;
   qsort(refs + na, n - na, sizeof *refs, keyref_cmp);
-  while (a < na || bi < n) {
-    const keyref_t *r = bi >= n || (a < na && keyref_cmp(&refs[a], &refs[bi]) < 0)
-                            ? &refs[a++] : &refs[bi++];
-    le32_put(b + o, r->len);
-    memcpy(b + o + 4, r->p, r->len);
+  while (a < na || bi < n)
+    ord[m++] = bi >= n || (a < na && keyref_cmp(&refs[a], &refs[bi]) < 0) ? refs[a++]
+                                                                           : refs[bi++];
+  int64_t count = 0;
+  size_t o = 0, bo = 0, h = 0;
+  while (bo < d->base_len || h < m) {
+    keyref_t bv = {NULL, 0};
+    if (bo < d->base_len) {
+      bv.len = le32_get(d->base + bo);
+      bv.p = d->base + bo + 4;
+    }
+    const keyref_t *r;
+    int c = bo >= d->base_len ? 1 : h >= m ? -1 : keyref_cmp(&bv, &ord[h]);
+    if (c <= 0) {
+      r = &bv;
+      bo += 4 + (size_t)bv.len;
+      if (c == 0)
+        h++; /* in both */
+    } else {
+      r = &ord[h++];
+    }
+    if (out) {
+      le32_put(out + o, r->len);
+      memcpy(out + o + 4, r->p, r->len);
+    }
     o += 4 + (size_t)r->len;
+    count++;
   }
-  bool ok = BSON_APPEND_INT64(out, "n", (int64_t)d->n) && save_bin(out, "set", b, o);
+  if (outlen)
+    *outlen = o;
   zql_free(refs);
+  zql_free(ord);
+  return count;
+}
+
+/* "set": the encodings in ascending byte order, each as u32 LE length + bytes. */
+static int dc_save_set(const dc_t *d, bson_t *out)
+{
+  if (d->base && d->n == 0) /* as loaded */
+    return BSON_APPEND_INT64(out, "n", (int64_t)d->base_n) &&
+                   save_bin(out, "set", d->base, d->base_len)
+               ? 0
+               : ZQL_E_NOMEM;
+  uint8_t *b = zql_malloc(d->base_len + d->klen + 1);
+  size_t o = 0;
+  int64_t n = b ? dc_union(d, b, &o) : -1;
+  bool ok = n >= 0 && BSON_APPEND_INT64(out, "n", n) && save_bin(out, "set", b, o);
   zql_free(b);
   return ok ? 0 : ZQL_E_NOMEM;
 }
@@ -1051,6 +1160,7 @@ static int dc_load_set(dc_t *d, const bson_t *in, zql_aggctx_t *ctx, zql_strbuf_
     return bad_state(err, kind, "no 'set' payload");
   const uint8_t *prev = NULL;
   uint32_t prevlen = 0;
+  uint32_t count = 0;
   for (size_t o = 0; o < len;) {
     if (len - o < 4)
       return bad_state(err, kind, "truncated 'set'");
@@ -1060,16 +1170,21 @@ static int dc_load_set(dc_t *d, const bson_t *in, zql_aggctx_t *ctx, zql_strbuf_
     const uint8_t *key = data + o + 4;
     if (prev && key_cmp(prev, prevlen, key, l) >= 0)
       return bad_state(err, kind, "'set' values not ascending");
-    if ((int64_t)d->n >= n)
+    if ((int64_t)count >= n)
       return bad_state(err, kind, "more values in 'set' than 'n'");
-    if (dc_insert(d, key, l, zql_hash_bytes(key, l), ctx))
-      return ZQL_E_NOMEM;
+    count++;
     prev = key;
     prevlen = l;
     o += 4 + (size_t)l;
   }
-  if ((int64_t)d->n != n)
+  if ((int64_t)count != n)
     return bad_state(err, kind, "fewer values in 'set' than 'n'");
+  if (len && !(d->base = heap_alloc(ctx, len)))
+    return ZQL_E_NOMEM;
+  if (len)
+    memcpy(d->base, data, len);
+  d->base_len = len;
+  d->base_n = count;
   return 0;
 }
 

@@ -243,8 +243,8 @@ static void print_report(const zql_cli_t *cli, const char *name, const zql_incr_
   if (r->errors)
     printf(", %" PRIu64 " ERROR rows (zagg.%s._errors)", r->errors, name);
   if (cli->verbosity > 0)
-    printf(" (execute %.3f s, commit %.3f s)", r->exec_seconds, r->commit_seconds);
-  printf(" (%.3f s)\n", r->seconds);
+    printf(" (execute %.4f s, commit %.4f s)", r->exec_seconds, r->commit_seconds);
+  printf(" (%.4f s)\n", r->seconds);
 }
 
 /* Run NAME until it is caught up (a resumed run is followed by a fresh one). */

@@ -82,7 +82,7 @@
 
 /* Refresh the .open segment's hint file each time it grew by this much (readers walk at
  * most this many bytes of records at open). */
-#define HINT_EVERY ((uint64_t)8 << 20)
+#define HINT_EVERY ((uint64_t)2 << 20)
 
 typedef struct sealed_seg {
   int64_t first_seq, last_seq, max_ts;

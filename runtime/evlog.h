@@ -135,9 +135,16 @@ typedef struct zql_evlog_seginfo {
 
 typedef struct zql_evlog_reader zql_evlog_reader_t;
 
-/* A snapshot of the log: the sealed segments (mapped) and the complete records of the
- * .open segment as of now. Takes no lock. ZQL_E_CORRUPT for a bad index or a gap. */
+/* A snapshot of the log: the sealed segments (their indexes read, their records mapped)
+ * and the complete records of the .open segment as of now. Takes no lock. ZQL_E_CORRUPT
+ * for a bad index or a gap. */
 int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err);
+/* The same, for a reader of the records after `after_seq` only (an incremental run): the
+ * sealed segments wholly at or before it are not mapped at open but when a cursor enters
+ * one, which then fails (ZQL_E_IO) if log retention removed the file in between. Opening
+ * costs an index read per sealed segment instead of a mapping set up and torn down. */
+int zql_evlog_reader_open_after(const char *dir, int64_t after_seq, zql_evlog_reader_t **out,
+                                zql_strbuf_t *err);
 void zql_evlog_reader_close(zql_evlog_reader_t *r);
 size_t zql_evlog_reader_nsegments(const zql_evlog_reader_t *r);
 const zql_evlog_seginfo_t *zql_evlog_reader_segment(const zql_evlog_reader_t *r, size_t i);

@@ -40,6 +40,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,7 +53,8 @@ typedef struct rseg {
   zql_evlog_seginfo_t info;
   char name[EVLOG_NAME_DIGITS + 6];
   evlog_summary_t s;
-  const uint8_t *base; /* mapping (sealed) or buffer (open) */
+  const uint8_t *base; /* mapping; NULL: a sealed segment not mapped yet (seg_map) */
+  uint8_t *tail;       /* sealed: the index block and footer, read at open (s points in) */
   size_t size;
   bool mapped;
   uint64_t pos0; /* bytes of data of the segments before this one */
@@ -63,7 +65,9 @@ struct zql_evlog_reader {
   rseg_t *segs;
   size_t n;
   int64_t first_seq, last_seq;
-  uint64_t total; /* data bytes of all segments */
+  uint64_t total;     /* data bytes of all segments */
+  int64_t map_after;  /* sealed segments holding a _seq above this are mapped at open */
+  pthread_mutex_t mu; /* seg_map (cursors in several threads) */
 };
 
 struct zql_evlog_cursor {
@@ -93,10 +97,10 @@ void zql_evlog_reader_close(zql_evlog_reader_t *r)
     rseg_t *g = &r->segs[i];
     if (g->mapped)
       munmap((void *)g->base, g->size);
-    else
-      zql_free((void *)g->base);
+    zql_free(g->tail);
     zql_free(g->s.sparse);
   }
+  pthread_mutex_destroy(&r->mu);
   zql_free(r->segs);
   zql_free(r->evdir);
   zql_free(r);
@@ -173,6 +177,94 @@ done:
   return ok;
 }
 
+static int pread_all(int fd, void *buf, size_t n, off_t at)
+{
+  uint8_t *p = buf;
+  while (n > 0) {
+    ssize_t k = pread(fd, p, n, at);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      if (k == 0)
+        errno = EIO; /* shorter than its size said */
+      return -1;
+    }
+    p += k;
+    n -= (size_t)k;
+    at += k;
+  }
+  return 0;
+}
+
+/* The index block and footer of a sealed segment of `size` bytes: the footer says where
+ * the block starts (a footer that makes no sense yields just the footer, for trailer_parse
+ * to reject with its own words). */
+static int read_tail(int fd, const char *path, size_t size, uint8_t **out, size_t *len,
+                     zql_strbuf_t *err)
+{
+  uint8_t f[EVLOG_FOOTER_SIZE];
+  size_t n = size < EVLOG_FOOTER_SIZE ? size : EVLOG_FOOTER_SIZE;
+  if (pread_all(fd, f, n, (off_t)(size - n)) != 0)
+    return zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+  if (n == EVLOG_FOOTER_SIZE) {
+    uint64_t off = evlog_ld64(f);
+    if (off >= EVLOG_HDR_SIZE && off < size - EVLOG_FOOTER_SIZE)
+      n = size - (size_t)off;
+  }
+  uint8_t *b = zql_malloc(n ? n : 1);
+  if (!b)
+    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+  if (pread_all(fd, b, n, (off_t)(size - n)) != 0) {
+    zql_free(b);
+    return zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+  }
+  *out = b;
+  *len = n;
+  return 0;
+}
+
+/* Map sealed segment g's file (fd open on it). */
+static int map_fd(rseg_t *g, int fd, const char *path, zql_strbuf_t *err)
+{
+  void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED)
+    return zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
+  g->base = m;
+  g->mapped = true;
+  return 0;
+}
+
+/* A cursor enters sealed segment g: map it now if the open did not. The file is the one
+ * the open read (a sealed segment never changes; its size is checked), unless retention
+ * removed it since: then the reader's snapshot is gone and the caller is told so. */
+static int seg_map(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
+{
+  pthread_mutex_lock(&r->mu);
+  int rc = 0;
+  if (!g->base) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->evdir, g->name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 && errno == ENOENT)
+      rc = zql_evlog_fail(err, ZQL_E_IO,
+                          "'%s' was removed (log retention) while this reader was open; "
+                          "run again", path);
+    else if (fd < 0 || fstat(fd, &st) < 0)
+      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    else if ((size_t)st.st_size != g->size)
+      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s' changed size since it was opened (%zu bytes, "
+                          "now %jd): a sealed segment never changes", path, g->size,
+                          (intmax_t)st.st_size);
+    else
+      rc = map_fd(g, fd, path, err);
+    if (fd >= 0)
+      close(fd);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
 static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zql_strbuf_t *err)
 {
   char path[4096];
@@ -193,35 +285,38 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
   int rc = 0;
   int64_t first = 0;
   if (sealed) {
+    /* Only the header and the index are read (pread: no mapping to set up and tear down
+     * for segments a cursor never enters); seg_map maps the records when one does. */
     struct stat st;
     if (fstat(fd, &st) < 0) {
       rc = zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
       goto out;
     }
     g->size = (size_t)st.st_size;
-    if (g->size < EVLOG_HDR_SIZE) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: incomplete segment header", path);
+    uint8_t hdr[EVLOG_HDR_SIZE];
+    if (g->size < EVLOG_HDR_SIZE || pread_all(fd, hdr, EVLOG_HDR_SIZE, 0) != 0) {
+      rc = g->size < EVLOG_HDR_SIZE
+               ? zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: incomplete segment header", path)
+               : zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
       goto out;
     }
-    void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
-      goto out;
-    }
-    g->base = m;
-    g->mapped = true;
-    if (zql_evlog_header_parse(g->base, g->size, &first, &why) < 0 || first != e->first_seq) {
+    if (zql_evlog_header_parse(hdr, EVLOG_HDR_SIZE, &first, &why) < 0 || first != e->first_seq) {
       rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
                           why ? why : "header _seq disagrees with the file name");
       goto out;
     }
-    if (zql_evlog_trailer_parse(g->base, g->size, g->size, &g->s, &why) < 0 ||
+    size_t tl = 0;
+    if ((rc = read_tail(fd, path, g->size, &g->tail, &tl, err)) != 0)
+      goto out;
+    if (zql_evlog_trailer_parse(g->tail, tl, g->size, &g->s, &why) < 0 ||
         g->s.first_seq != first) {
       rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: %s", path,
                           g->size - EVLOG_FOOTER_SIZE, why ? why : "index disagrees with the header");
       goto out;
     }
     g->info.bytes = g->size;
+    if (g->s.last_seq > r->map_after && (rc = map_fd(g, fd, path, err)) != 0)
+      goto out;
   } else {
     /* Mapped too, not copied: an incremental run over the newest events would otherwise
      * pay for reading the whole .open segment (up to 64 MiB) at every start. Safe because
@@ -295,12 +390,15 @@ out:
 }
 
 /* One attempt at a snapshot; see zql_evlog_reader_open. */
-static int reader_open_once(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
+static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader_t **out,
+                            zql_strbuf_t *err)
 {
   *out = NULL;
   zql_evlog_reader_t *r = zql_calloc(1, sizeof *r);
   if (!r)
     return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+  pthread_mutex_init(&r->mu, NULL);
+  r->map_after = map_after;
   size_t dl = strlen(dir);
   r->evdir = zql_malloc(dl + sizeof "/events");
   if (!r->evdir) {
@@ -373,6 +471,12 @@ static int reader_open_once(const char *dir, zql_evlog_reader_t **out, zql_strbu
      * between the two probes) */
     int64_t next = r->last_seq + 1;
     bool found = false;
+    while (li + 1 < n && ents[li + 1].first_seq < next)
+      li++;
+    if (li + 1 < n && ents[li + 1].first_seq == next) { /* listed: no need to probe */
+      cur = ents[++li];
+      found = true;
+    }
     for (int probe = 0; probe < 3 && !found; probe++) {
       bool sealed = probe != 1;
       char path[4096];
@@ -414,18 +518,25 @@ fail:
  */
 typedef struct {
   const char *dir;
+  int64_t map_after;
   zql_evlog_reader_t **out;
 } open_args_t;
 
 static int open_attempt(void *arg, zql_strbuf_t *err)
 {
   open_args_t *a = arg;
-  return reader_open_once(a->dir, a->out, err);
+  return reader_open_once(a->dir, a->map_after, a->out, err);
 }
 
 int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err)
 {
-  open_args_t a = {dir, out};
+  return zql_evlog_reader_open_after(dir, INT64_MIN, out, err);
+}
+
+int zql_evlog_reader_open_after(const char *dir, int64_t after_seq, zql_evlog_reader_t **out,
+                                zql_strbuf_t *err)
+{
+  open_args_t a = {dir, after_seq, out};
   return zql_evlog_retry_corrupt(open_attempt, &a, err);
 }
 
@@ -524,6 +635,9 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
         c->seg++;
         continue;
       }
+      int mrc = g->base ? 0 : seg_map(r, g, err);
+      if (mrc)
+        return mrc;
       int64_t want = q->seq_lo < g->s.first_seq ? g->s.first_seq : q->seq_lo + 1;
       seek(&g->s, want, &c->off, &c->next);
       if (!c->rel_started) { /* where this cursor's reading starts (for release) */

@@ -392,7 +392,8 @@ static int open_log(agg_t *a)
     zql_strbuf_addf(a->err, "no event log in %s", a->data_dir);
     return ZQL_E_IO;
   }
-  return zql_evlog_reader_open(a->data_dir, &a->reader, a->err);
+  /* the run reads past the watermark: older segments are only indexed, not mapped */
+  return zql_evlog_reader_open_after(a->data_dir, a->wm.seq, &a->reader, a->err);
 }
 
 /* ==== execution ==== */

@@ -684,6 +684,94 @@ static void test_hll_error(void **state)
 
 /* {==== distinct_count and theta ======================================================= */
 
+/* A loaded exact set is kept in its saved form (a sorted base, not hashed): values added or
+ * merged into it afterwards -- some already in the base, some new -- must count, save
+ * and cross the limit exactly as if every value had been hashed one by one. */
+static void test_distinct_count_loaded_base(void **state)
+{
+  (void)state;
+  zql_aggctx_t ctx = {0, 0};
+  const zql_aggdef_t *dc = &zql_agg_distinct_count;
+  for (int limit = 0; limit < 3; limit++) {
+    zql_aggparams_t p = params(limit == 0 ? 100000 : 1200);
+    p.else_hll = limit == 2;
+    /* old: 0, 2, 4, ... 1998 (1000 values); new: 1500 .. 1699 (100 in old, 100 not) */
+    void *old = st_new(dc, &p), *whole = st_new(dc, &p);
+    for (int64_t i = 0; i < 2000; i += 2) {
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(old, &in, &ctx), 0);
+      assert_int_equal(dc->add(whole, &in, &ctx), 0);
+    }
+    void *ld = reloaded(dc, old, &ctx); /* the base form */
+    assert_int_equal(final_int(dc, ld, &p), 1000);
+    void *part = st_new(dc, &p);
+    for (int64_t i = 1699; i >= 1500; i--) { /* descending: the save sorts them */
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(part, &in, &ctx), 0);
+      assert_int_equal(dc->add(whole, &in, &ctx), 0);
+    }
+    void *pl = reloaded(dc, part, &ctx);
+    /* merge the way refinal does: an empty accumulator, the stored state, the partial */
+    void *acc = st_new(dc, &p);
+    assert_int_equal(dc->merge(acc, ld, &ctx), 0);
+    assert_int_equal(dc->merge(acc, pl, &ctx), 0);
+    assert_int_equal(final_int(dc, acc, &p), 1100);
+    bson_t *a = saved(dc, acc), *w = saved(dc, whole);
+    assert_same_bytes(a, w);
+    /* adding to the loaded state directly, values of the base and new ones */
+    for (int64_t i = 1500; i < 1700; i++) {
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(ld, &in, &ctx), 0);
+    }
+    assert_int_equal(final_int(dc, ld, &p), 1100);
+    bson_t *l = saved(dc, ld);
+    assert_same_bytes(l, w);
+    /* past the limit: 1100 + 200 new > 1200 -- ERROR, or the hll of all 1300 values */
+    void *h = NULL;
+    zql_aggparams_t p14 = params(14);
+    if (limit == 2) {
+      h = st_new(&zql_agg_hll, &p14);
+      for (int64_t i = 0; i < 2000; i += 2) {
+        zql_aggin_t in = in_of(zql_val_int(i));
+        assert_int_equal(zql_agg_hll.add(h, &in, &ctx), 0);
+      }
+      for (int64_t i = 1500; i < 1700; i++) {
+        zql_aggin_t in = in_of(zql_val_int(i));
+        assert_int_equal(zql_agg_hll.add(h, &in, &ctx), 0);
+      }
+    }
+    for (int64_t i = 3001; i < 3401; i += 2) {
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(acc, &in, &ctx), 0);
+      assert_int_equal(dc->add(whole, &in, &ctx), 0);
+      if (h)
+        assert_int_equal(zql_agg_hll.add(h, &in, &ctx), 0);
+    }
+    if (limit == 0) {
+      assert_int_equal(final_int(dc, acc, &p), 1300);
+      bson_t *a2 = saved(dc, acc), *w2 = saved(dc, whole);
+      assert_same_bytes(a2, w2);
+      bson_destroy(a2);
+      bson_destroy(w2);
+    } else if (limit == 1) {
+      assert_final(dc, acc, &p, "error:distinct_count: more than 1200 distinct values");
+    } else {
+      assert_int_equal(final_int(dc, acc, &p), final_int(&zql_agg_hll, h, &p14));
+      st_free(&zql_agg_hll, h, &ctx);
+    }
+    bson_destroy(a);
+    bson_destroy(w);
+    bson_destroy(l);
+    st_free(dc, old, &ctx);
+    st_free(dc, whole, &ctx);
+    st_free(dc, ld, &ctx);
+    st_free(dc, part, &ctx);
+    st_free(dc, pl, &ctx);
+    st_free(dc, acc, &ctx);
+  }
+  assert_int_equal(ctx.heap, 0);
+}
+
 static void test_distinct_count(void **state)
 {
   zql_aggctx_t ctx = {0, 0};
@@ -1545,7 +1633,8 @@ int zql_unit_agg_sketch(void)
       ZQL_UNIT_TEST(test_laws_topk),        ZQL_UNIT_TEST(test_mismatch),
       ZQL_UNIT_TEST(test_invalid_params),   ZQL_UNIT_TEST(test_hll_sparse),
       ZQL_UNIT_TEST(test_hll_downgrade),    ZQL_UNIT_TEST(test_hll_error),
-      ZQL_UNIT_TEST(test_distinct_count),   ZQL_UNIT_TEST(test_theta),
+      ZQL_UNIT_TEST(test_distinct_count),   ZQL_UNIT_TEST(test_distinct_count_loaded_base),
+      ZQL_UNIT_TEST(test_theta),
       ZQL_UNIT_TEST(test_quantile_error),   ZQL_UNIT_TEST(test_quantile_every_rank),
       ZQL_UNIT_TEST(test_quantile_edges),   ZQL_UNIT_TEST(test_topk_zipf),
       ZQL_UNIT_TEST(test_topk_details),     ZQL_UNIT_TEST(test_load_errors),

@@ -429,6 +429,43 @@ static void test_pruning_skips_segments(void **state)
   zql_evlog_reader_close(r);
 }
 
+/* A reader opened for the records after a _seq indexes the older sealed segments without
+ * mapping them: a cursor that enters one maps it then (reading the same records), and
+ * one whose file retention removed in between is an error, not a crash. */
+static void test_open_after_lazy_map(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 4096, 4, NULL);
+  for (int b = 0; b < 20; b++)
+    append_n(w, 7, 100000 + b * 7 * 1000, 1000, b * 7);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  zql_evlog_reader_t *r;
+  int64_t seqs[200];
+  assert_int_equal(zql_evlog_reader_open_after(tmpdir, 120, &r, NULL), 0);
+  assert_true(zql_evlog_reader_nsegments(r) >= 4);
+  assert_int_equal(zql_evlog_reader_last_seq(r), 140);
+  assert_int_equal(scan(r, 120, 140, INT64_MIN, INT64_MAX, seqs, 200, NULL), 20);
+  assert_int_equal(seqs[0], 121);
+  /* the unmapped older segments still read, all of them, in order */
+  assert_int_equal(scan(r, INT64_MIN, INT64_MAX, INT64_MIN, INT64_MAX, seqs, 200, NULL), 140);
+  for (int i = 0; i < 140; i++)
+    assert_int_equal(seqs[i], i + 1);
+  zql_evlog_reader_close(r);
+
+  /* retention removes the first segment after the open: entering it fails cleanly */
+  assert_int_equal(zql_evlog_reader_open_after(tmpdir, 120, &r, NULL), 0);
+  char path[512];
+  seg_file(path, sizeof path, 1, true);
+  assert_int_equal(unlink(path), 0);
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  assert_int_equal(scan(r, 0, 140, INT64_MIN, INT64_MAX, seqs, 200, &err), ZQL_E_IO);
+  assert_non_null(strstr(err.buf, "00000000000000000001.seg"));
+  assert_non_null(strstr(err.buf, "removed"));
+  zql_strbuf_release(&err);
+  /* the rest of the snapshot is unaffected */
+  assert_int_equal(scan(r, 120, 140, INT64_MIN, INT64_MAX, seqs, 200, NULL), 20);
+  zql_evlog_reader_close(r);
+}
+
 static void test_sealed_corruption(void **state)
 {
   zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
@@ -820,6 +857,7 @@ int zql_unit_evlog(void)
       EVTEST(test_size_limit),
       EVTEST(test_roll_seal_index),
       EVTEST(test_pruning_skips_segments),
+      EVTEST(test_open_after_lazy_map),
       EVTEST(test_sealed_corruption),
       EVTEST(test_torn_tail),
       EVTEST(test_open_segment_crc),
