@@ -44,6 +44,8 @@ static const group_t groups[] = {
     {"agg_sketch", zql_unit_agg_sketch}, {"tz", zql_unit_tz},
     {"func_time", zql_unit_func_time}, {"store", zql_unit_store},
     {"store_input", zql_unit_store_input},
+    {"ingest", zql_unit_ingest},
+    {"deadletter", zql_unit_deadletter},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

@@ -46,6 +46,8 @@ int zql_unit_tz(void);       /* tests/unit/test_tz.c */
 int zql_unit_func_time(void); /* tests/unit/test_func_time.c */
 int zql_unit_store(void);    /* tests/unit/test_store.c */
 int zql_unit_store_input(void); /* tests/unit/test_store_input.c */
+int zql_unit_ingest(void);      /* tests/unit/test_ingest.c */
+int zql_unit_deadletter(void);  /* tests/unit/test_deadletter.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);
