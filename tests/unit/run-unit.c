@@ -46,6 +46,11 @@ static const group_t groups[] = {
     {"store_input", zql_unit_store_input},
     {"ingest", zql_unit_ingest},
     {"deadletter", zql_unit_deadletter},
+    {"cron", zql_unit_cron},
+    {"sched", zql_unit_sched},
+    {"zqld_config", zql_unit_zqld_config},
+    {"log", zql_unit_log},
+    {"evmatch", zql_unit_evmatch},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

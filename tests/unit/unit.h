@@ -48,6 +48,11 @@ int zql_unit_store(void);    /* tests/unit/test_store.c */
 int zql_unit_store_input(void); /* tests/unit/test_store_input.c */
 int zql_unit_ingest(void);      /* tests/unit/test_ingest.c */
 int zql_unit_deadletter(void);  /* tests/unit/test_deadletter.c */
+int zql_unit_cron(void);        /* tests/unit/test_cron.c */
+int zql_unit_sched(void);       /* tests/unit/test_sched.c */
+int zql_unit_zqld_config(void); /* tests/unit/test_zqld_config.c */
+int zql_unit_log(void);         /* tests/unit/test_log.c */
+int zql_unit_evmatch(void);     /* tests/unit/test_evmatch.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);
