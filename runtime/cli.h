@@ -37,6 +37,9 @@ int zql_cmd_explain(const zql_cli_t *cli, int argc, char **argv);/* zql explain 
 int zql_cmd_compile(const zql_cli_t *cli, int argc, char **argv);/* zql compile */
 int zql_cmd_adhoc(const zql_cli_t *cli, int argc, char **argv);  /* zql -c 'QUERY' */
 int zql_cmd_agg(const zql_cli_t *cli, int argc, char **argv);    /* zql agg ... */
+int zql_cmd_send(const zql_cli_t *cli, int argc, char **argv);   /* zql send */
+int zql_cmd_keygen(const zql_cli_t *cli, int argc, char **argv); /* zql keygen */
+int zql_cmd_status(const zql_cli_t *cli, int argc, char **argv); /* zql status */
 
 /* Sort and print diagnostics to stderr (colour per cli): runtime/cmd_run.c. */
 struct zql_diags;

@@ -52,6 +52,9 @@ static const struct {
     {"explain", zql_cmd_explain},
     {"compile", zql_cmd_compile},
     {"agg", zql_cmd_agg},
+    {"send", zql_cmd_send},
+    {"keygen", zql_cmd_keygen},
+    {"status", zql_cmd_status},
 };
 
 static void usage(FILE *f)
@@ -78,6 +81,10 @@ static void usage(FILE *f)
           "  agg add|list|show|drop|run|rebuild|backfill|runs\n"
           "                               incremental aggregates in the results store\n"
           "                               (zql agg --help)\n"
+          "  send [--ack] [--json] [FILE...]\n"
+          "                               send events to zqld over ZeroMQ (zql send --help)\n"
+          "  keygen [--out FILE]          make a CURVE key pair for zqld and its clients\n"
+          "  status [--url URL] [--json]  zqld's ingest, log and aggregates (zql status --help)\n"
           "  -c 'QUERY; ...'              run ad-hoc queries: --format table|csv|json|ndjson,\n"
           "                               --threads N, --mem-limit SIZE, --now DATE\n"
           "\n"

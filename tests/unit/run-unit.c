@@ -51,6 +51,7 @@ static const group_t groups[] = {
     {"zqld_config", zql_unit_zqld_config},
     {"log", zql_unit_log},
     {"evmatch", zql_unit_evmatch},
+    {"client", zql_unit_client},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */
