@@ -69,6 +69,7 @@
 #include "parser/source.h"
 #include "parser/zql_parse.h"
 #include "runtime/base/arena.h"
+#include "runtime/base/cron.h"
 #include "runtime/base/error.h"
 #include "runtime/base/regex_guard.h"
 #include "runtime/base/strdist.h"
@@ -1268,9 +1269,11 @@ static void check_cron(analyzer_t *an, const char *s, zql_span_t span)
                 "@hourly @daily @weekly @monthly @yearly");
     return;
   }
+  bool bad = false;
   for (int i = 0; i < 5; i++) {
     if (cron_field(i, fs[i], fe[i]))
       continue;
+    bad = true;
     size_t len = (size_t)(fe[i] - fs[i]);
     zql_error_t *e = report(an, ZQL_E_BAD_CRON, str_subspan(an, span, (size_t)(fs[i] - s), len),
                             "invalid %s field '%.*s' in cron expression", cron_field_names[i],
@@ -1279,6 +1282,18 @@ static void check_cron(analyzer_t *an, const char *s, zql_span_t span)
          cron_field_names[i], cron_lo[i], cron_hi[i],
          i == 3 ? " or jan-dec" : i == 4 ? " or sun-sat" : "");
   }
+  /* every field is valid: the scheduler's parser also rejects what can never fire, such
+   * as "0 0 30 2 *" (February 30) */
+  zql_cron_t c;
+  zql_strbuf_t why = ZQL_STRBUF_INIT;
+  size_t col = 0;
+  if (!bad && zql_cron_parse(s, &c, &why, &col) != 0) {
+    size_t at = col < strlen(s) ? col : 0;
+    zql_error_t *e = report(an, ZQL_E_BAD_CRON, str_subspan(an, span, at, strlen(s) - at),
+                            "%s", why.len ? why.buf : "invalid cron expression");
+    hint(an, e, "the expression would never run");
+  }
+  zql_strbuf_release(&why);
 }
 
 /* strftime conversions accepted in key templates. */

@@ -29,7 +29,7 @@
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tz.h"
-#include "runtime/cron.h"
+#include "runtime/base/cron.h"
 #include "runtime/sched.h"
 
 #define NEVER INT64_MAX

@@ -57,7 +57,7 @@
 
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tz.h"
-#include "runtime/cron.h"
+#include "runtime/base/cron.h"
 
 /* {==== schedules ======================================================================== */
 

@@ -16,7 +16,7 @@
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tz.h"
-#include "runtime/cron.h"
+#include "runtime/base/cron.h"
 
 int zql_unit_cron(void);
 

@@ -20,7 +20,7 @@
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/base/tz.h"
-#include "runtime/cron.h"
+#include "runtime/base/cron.h"
 
 /* ORDER: the crontab field order. */
 enum { F_MINUTE, F_HOUR, F_MDAY, F_MONTH, F_WDAY, NFIELDS };
