@@ -2334,7 +2334,18 @@ static void options(builder_t *b, const zql_node_t *s)
       break;
     case ZQL_OPT_SETTLE: const_int_of(b, o->u.option.value, &p->settle_ms); break;
     case ZQL_OPT_RETAIN: const_int_of(b, o->u.option.value, &p->retain_ms); break;
-    case ZQL_OPT_SCHEDULE: p->schedule = span_text(b, o->span); break;
+    case ZQL_OPT_SCHEDULE: {
+      p->schedule = span_text(b, o->span);
+      /* `every $w`: the daemon cannot see params, so the plan carries the value */
+      int64_t ms;
+      if (p->schedule && strchr(p->schedule, '$') && o->u.option.sched == ZQL_SCHED_EVERY &&
+          const_int_of(b, o->u.option.value, &ms) && ms > 0) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "schedule every %" PRId64 "ms", ms);
+        p->schedule = bstrdup(b, buf);
+      }
+      break;
+    }
     case ZQL_OPT_PARTITIONS: {
       int64_t v;
       if (const_int_of(b, o->u.option.value, &v) && v >= 1 && v <= 4096)

@@ -97,6 +97,8 @@ typedef struct req {
   uint64_t seen;        /* body bytes received */
   unsigned late;        /* 413 / 503 / 500 decided while the body came in: answered at the end */
   bool gzip;
+  bool headers_only;    /* no body: everything is answered at the final call */
+  bool body_expected;   /* first_call let the request go on to its body (POST events) */
 } req_t;
 
 void zql_http_events_result_release(zql_http_events_result_t *res)
@@ -712,7 +714,19 @@ static enum MHD_Result first_call(zql_http_t *h, struct MHD_Connection *c, const
       return reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, zql_strerror(ZQL_E_NOMEM),
                          NULL, NULL);
   }
-  return MHD_YES; /* wait for the body */
+  r->body_expected = true;
+  return MHD_YES; /* go on with the body */
+}
+
+/* Does the request announce a body? */
+static bool has_body(struct MHD_Connection *c)
+{
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl && strspn(cl, "0") != strlen(cl))
+    return true;
+  return MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
 /* A piece of body: append, or note why it cannot be kept (answered at the end). */
@@ -753,6 +767,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     pthread_mutex_lock(&h->mu);
     h->inflight++;
     pthread_mutex_unlock(&h->mu);
+    /* MHD closes the connection after an answer queued before the request is complete,
+     * even one without a body: requests without a body are answered at the final call
+     * (keep-alive), requests with one are refused at once (the body is not read) */
+    if (!has_body(c)) {
+      r->headers_only = true;
+      return MHD_YES;
+    }
     return first_call(h, c, url, method, r);
   }
   if (*upload_size > 0) {
@@ -764,6 +785,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     if (r->late && r->seen > h->max_body + DISCARD_MAX)
       return MHD_NO;
     return MHD_YES;
+  }
+  if (r->headers_only && !r->body_expected) {
+    enum MHD_Result res = first_call(h, c, url, method, r);
+    if (!r->body_expected)
+      return res; /* answered (or MHD_NO) */
   }
   switch (r->late) {
   case 0:

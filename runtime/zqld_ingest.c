@@ -825,7 +825,7 @@ static void validate_item(zql_ingestd_t *d, cycle_t *c, item_t *it)
   it->doc0 = c->ndocs;
   it->ndocs = 0;
   it->rejected = 0;
-  size_t n = it->src == ZQL_INGESTD_HTTP ? it->n : it->n;
+  size_t n = it->n;
   if (!grow((void **)&c->docs, &c->capdocs, c->ndocs + n, sizeof *c->docs)) {
     zql_log(ZQL_LOG_ERROR, "ingest: out of memory validating %zu events", n);
     return;
@@ -1210,42 +1210,28 @@ static void *writer_main(void *arg)
     pthread_mutex_unlock(&d->mu);
     if (!list && closed)
       break;
-    for (item_t *it = list; it; it = it->next) {
-      if (!grow((void **)&c.items, &c.capitems, c.nitems + 1, sizeof *c.items)) {
-        zql_log(ZQL_LOG_ERROR, "ingest: out of memory; waiting");
-        break;
-      }
-      c.items[c.nitems++] = it;
-    }
-    /* items past an allocation failure go back to the head of the queue */
-    if (c.nitems) {
-      item_t *rest = c.items[c.nitems - 1]->next;
-      if (rest) {
-        pthread_mutex_lock(&d->mu);
-        item_t *t = rest;
-        while (t->next)
-          t = t->next;
-        t->next = d->head;
-        d->head = rest;
-        if (!d->tail)
-          d->tail = t;
-        pthread_mutex_unlock(&d->mu);
-      }
-      c.items[c.nitems - 1]->next = NULL;
-      write_cycle(d, &c);
-    } else {
-      struct timespec ts = {0, 10000000};
-      nanosleep(&ts, NULL);
+    size_t nlist = 0;
+    for (item_t *it = list; it; it = it->next)
+      nlist++;
+    if (!grow((void **)&c.items, &c.capitems, nlist, sizeof *c.items)) {
+      /* out of memory: put the items back and try again a little later */
+      zql_log(ZQL_LOG_ERROR, "ingest: out of memory in the writer; retrying");
       pthread_mutex_lock(&d->mu);
-      list->next = d->head ? d->head : NULL;
-      if (!d->head)
-        d->tail = list;
       item_t *t = list;
-      while (t->next && t->next != d->head)
+      while (t->next)
         t = t->next;
+      t->next = d->head;
+      if (!d->head)
+        d->tail = t;
       d->head = list;
       pthread_mutex_unlock(&d->mu);
+      struct timespec ts = {0, 10000000};
+      nanosleep(&ts, NULL);
+      continue;
     }
+    for (item_t *it = list; it; it = it->next)
+      c.items[c.nitems++] = it;
+    write_cycle(d, &c);
   }
   zql_strbuf_t e = ZQL_STRBUF_INIT;
   if (zql_evlog_sync(d->o.log, &e) < 0)
@@ -1321,7 +1307,7 @@ static int make_socket(zql_ingestd_t *d, int type, const char *ep, zql_ingestd_s
     snprintf(last, sizeof last, "%s", ep);
   d->endpoint[src] = zql_strndup(last, strlen(last));
   const char *colon = strrchr(last, ':');
-  snprintf(d->source_name[src], sizeof d->source_name[src], "%s:%s", zql_ingestd_source_name(src),
+  snprintf(d->source_name[src], sizeof d->source_name[src], "%s:%.60s", zql_ingestd_source_name(src),
            colon ? colon + 1 : last);
   *out = s;
   return d->endpoint[src] ? 0 : fail(err, ZQL_E_NOMEM, "out of memory");

@@ -219,7 +219,15 @@ static bool send_all(int fd, const void *p, size_t n)
 
 /* Read one response (headers + Content-Length body) from fd; leftover bytes are an
  * error. Returns false on a protocol error or an early close. */
+static bool read_response_head(int fd, resp_t *r, bool head);
+
 static bool read_response(int fd, resp_t *r)
+{
+  return read_response_head(fd, r, false);
+}
+
+/* head: the answer to a HEAD request (Content-Length but no body) */
+static bool read_response_head(int fd, resp_t *r, bool head)
 {
   memset(r, 0, sizeof *r);
   zql_strbuf_init(&r->body);
@@ -244,7 +252,7 @@ static bool read_response(int fd, resp_t *r)
   if (sscanf(r->head, "HTTP/1.1 %d", &r->status) != 1)
     return false;
   const char *cl = strcasestr(r->head, "\r\nContent-Length:");
-  size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+  size_t want = cl && !head ? strtoul(cl + 17, NULL, 10) : 0;
   size_t have = len - (hl + 2);
   zql_strbuf_add(&r->body, he + 4, have);
   while (r->body.len < want) {
@@ -262,7 +270,8 @@ static bool raw_request(int port, const void *raw, size_t len, resp_t *r)
   int fd = dial(port);
   if (fd < 0)
     return false;
-  bool ok = send_all(fd, raw, len) && read_response(fd, r);
+  bool ok = send_all(fd, raw, len) &&
+            read_response_head(fd, r, strncmp(raw, "HEAD ", 5) == 0);
   close(fd);
   return ok;
 }
@@ -560,7 +569,7 @@ static void test_events_ndjson(void **state)
   const char *c = strstr(s->got.buf, "\"type\" : \"c\"");
   assert_non_null(c);
   assert_true(c > strstr(s->got.buf, "\"type\" : \"a\""));
-  assert_non_null(strstr(s->got.buf, "\"$date\" : \"1970-01-01T00:00:01.5Z\""));
+  assert_non_null(strstr(s->got.buf, "\"$date\" : \"1970-01-01T00:00:01.500Z\""));
   /* the rejected element was reported before submit, with its bytes and the peer */
   assert_int_equal(s->nrej, 1);
   assert_string_equal(s->rej.buf, "1:2:schema:peer:{\"type\": 5}|");
