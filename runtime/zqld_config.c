@@ -118,7 +118,7 @@ static const row_t rows[ZQL_ZQLD_NKEYS] = {
         "bearer tokens, one per line, required by the HTTP API (empty: no auth)"),
     [ZQL_ZQLD_HTTP_MAX_BODY] =
         ROW_SIZE("http", "max_body", "ZQLD_HTTP_MAX_BODY", "64MiB", false, KIB, 4 * GIB,
-                 http_max_body, "the largest HTTP request body (after gzip decoding)"),
+                 http_max_body, "the largest HTTP request body as received (a gzip body may inflate to 16 times that)"),
     [ZQL_ZQLD_CURVE_SECRET_KEY_FILE] =
         ROW_STR("security", "curve_secret_key_file", "ZQLD_SECURITY_CURVE_SECRET_KEY_FILE",
                 ZQL_ZQLD_T_PATH, "", true, curve_secret_key_file,

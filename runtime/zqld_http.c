@@ -9,7 +9,11 @@
  * How:
  *   sockets   the listening socket is made here (getaddrinfo, bind, listen) and handed to
  *             MHD (MHD_OPTION_LISTEN_SOCKET), so a taken port is a precise error and the
- *             bound port is known; MHD runs an internal pool of epoll threads.
+ *             bound port is known. MHD serves each connection on a thread of its own
+ *             (MHD_USE_THREAD_PER_CONNECTION, poll(2)): submit blocks until the log has the
+ *             events, and in a shared polling thread that would stall every other
+ *             connection of the thread; here it stalls only its own. The connection limit
+ *             bounds the threads, the idle timeout frees those of slow clients.
  *   requests  the access handler (MHD_AccessHandlerCallback) is called once with the
  *             headers -- routing, auth and the early refusals (401, 404, 405, 413 from
  *             Content-Length, 415) happen there -- then once per piece of body, which is
@@ -54,6 +58,7 @@
 #include "runtime/log.h"
 
 #define CONN_MEMORY (64u << 10)      /* MHD's per-connection pool: headers, read buffer */
+#define THREAD_STACK ((size_t)1 << 20) /* per connection thread */
 #define LISTEN_BACKLOG 128
 #define PEER_MAX 64                  /* "[v6]:port" fits */
 #define GET_MAX_BODY ((size_t)64 << 20)
@@ -545,8 +550,7 @@ static enum MHD_Result submit_events(zql_http_t *h, struct MHD_Connection *c, co
   zql_free(ptrs);
   zql_free(mem);
   enum MHD_Result r;
-  const char *name = rc ? zql_err_name(rc) : NULL;
-  if (rc == ZQL_HTTP_BUSY || (name && strcmp(name, "BUSY") == 0)) {
+  if (rc == ZQL_E_BUSY || rc == ZQL_HTTP_BUSY) {
     r = reply_busy(h, c, err.len ? err.buf : "busy");
   } else if (rc != 0) {
     r = reply_error(h, c, MHD_HTTP_INTERNAL_SERVER_ERROR, err.len ? err.buf : zql_strerror(rc),
@@ -943,7 +947,17 @@ static void free_tokens(zql_http_t *h)
   h->ntokens = 0;
 }
 
+static int http_start(const zql_http_opts_t *opts, zql_http_t **out, zql_strbuf_t *err);
+
 int zql_http_start(const zql_http_opts_t *opts, zql_http_t **out, zql_strbuf_t *err)
+{
+  zql_strbuf_t local = ZQL_STRBUF_INIT;
+  int rc = http_start(opts, out, err ? err : &local);
+  zql_strbuf_release(&local);
+  return rc;
+}
+
+static int http_start(const zql_http_opts_t *opts, zql_http_t **out, zql_strbuf_t *err)
 {
   *out = NULL;
   zql_http_t *h = zql_calloc(1, sizeof *h);
@@ -992,14 +1006,16 @@ int zql_http_start(const zql_http_opts_t *opts, zql_http_t **out, zql_strbuf_t *
     zql_http_stop(h);
     return rc;
   }
-  unsigned threads = opts->threads ? opts->threads : ZQL_HTTP_THREADS_DEFAULT;
+  unsigned conns = opts->threads ? opts->threads : ZQL_HTTP_THREADS_DEFAULT;
   errno = 0;
   h->mhd = MHD_start_daemon(
-      MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0, NULL, NULL, handle, h,
+      MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ITC |
+          MHD_USE_ERROR_LOG,
+      0, NULL, NULL, handle, h,
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)h,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)h->lfd,
-      MHD_OPTION_THREAD_POOL_SIZE, threads,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)ZQL_HTTP_MAX_CONNECTIONS,
+      MHD_OPTION_CONNECTION_LIMIT, conns,
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)THREAD_STACK,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ZQL_HTTP_TIMEOUT_S,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
       MHD_OPTION_NOTIFY_COMPLETED, completed, (void *)h,
@@ -1349,8 +1365,20 @@ bad:
   return -1;
 }
 
+static int http_get(const char *url, const char *token, int timeout_ms, int *status,
+                    zql_strbuf_t *body, zql_strbuf_t *err);
+
 int zql_http_get(const char *url, const char *token, int timeout_ms, int *status,
                  zql_strbuf_t *body, zql_strbuf_t *err)
+{
+  zql_strbuf_t local = ZQL_STRBUF_INIT;
+  int rc = http_get(url, token, timeout_ms, status, body, err ? err : &local);
+  zql_strbuf_release(&local);
+  return rc;
+}
+
+static int http_get(const char *url, const char *token, int timeout_ms, int *status,
+                    zql_strbuf_t *body, zql_strbuf_t *err)
 {
   url_t u;
   int rc = parse_url(url, &u, err);

@@ -11,7 +11,9 @@
  *   GET  /api/v1/status   the daemon's status document (the `status` callback)
  *   GET  /api/v1/health   {"ok": true}; never needs a token (load balancers)
  *
- * Answers are always JSON (application/json), errors included ({"error": "..."}):
+ * Answers are JSON (application/json), errors included ({"error": "..."}); only requests
+ * libmicrohttpd refuses before they reach zqld (no request line, a bad Content-Length, a
+ * header block over 64 KiB, HTTP/2.0) get its own short HTML 400 / 431 / 505 pages:
  *   200  events: some accepted (or an empty body) -- {"accepted": N, "rejected": M,
  *        "first": A, "last": B, "errors": [{"index": i, "line": l, "column": c,
  *        "error": "..."}]} (first/last null when nothing was accepted; at most
@@ -26,10 +28,14 @@
  *   503  submit said busy, or the bodies buffered at once exceed max_pending_bytes
  *        (Retry-After: 1)
  *
- * Threads: libmicrohttpd (MHD) runs an internal pool of `threads` threads, each polling
- * its share of the connections (epoll), so a slow client holds no thread; a request
- * holds one only while its callback runs. `submit`, `rejected` and `status` are called
- * from these threads concurrently and may block (submit waits for the log).
+ * A request with a body that is refused after its headers (401, 404, 405, 413, 415) is
+ * answered at once and its connection closed (the body is not read); other answers keep
+ * the connection alive.
+ *
+ * Threads: libmicrohttpd (MHD) serves every connection on a thread of its own, at most
+ * `threads` connections at once (more are accepted and closed at once). `submit`,
+ * `rejected` and `status` are called from these threads concurrently and may block
+ * (submit waits for the log): a blocked request holds up only its own connection.
  * Idle connections are closed after ZQL_HTTP_TIMEOUT_S seconds (slowloris).
  *
  * Errors: 0 or a negative ZQL_E_* with one message appended to `err` (may be NULL).
@@ -46,13 +52,12 @@
 
 #define ZQL_HTTP_MAX_ERRORS 100   /* errors listed per response */
 #define ZQL_HTTP_TIMEOUT_S 30     /* idle connection timeout (seconds) */
-#define ZQL_HTTP_THREADS_DEFAULT 4
-#define ZQL_HTTP_MAX_CONNECTIONS 1024
+#define ZQL_HTTP_THREADS_DEFAULT 256 /* connections (= threads) served at once */
 
 /* What `submit` returns when the daemon cannot take the events now (a full queue,
- * draining): the request is answered 503 with Retry-After: 1 and the callback's message.
- * A code whose zql_err_name() is "BUSY" (ZQL_E_BUSY, once runtime/base/errcodes.txt has
- * it) means the same. Outside the range of the error table. */
+ * draining): ZQL_E_BUSY or ZQL_HTTP_BUSY (the same meaning; kept for callers written
+ * before E0016 existed). The request is answered 503 with Retry-After: 1 and the
+ * callback's message. */
 #define ZQL_HTTP_BUSY (-9001)
 
 /* What the daemon's submit callback fills in for one request. */
@@ -82,12 +87,13 @@ typedef struct zql_http_opts {
   uint64_t max_body;          /* request body as received, bytes (0: 64 MiB); more: 413 */
   zql_ingest_limits_t limits; /* per-event limit; its max_body_bytes is replaced by max_body
                                  (a gzip body may inflate to 16 times that) */
-  unsigned threads;           /* MHD pool threads (0: ZQL_HTTP_THREADS_DEFAULT) */
+  unsigned threads;           /* connections served at once, one thread each
+                                 (0: ZQL_HTTP_THREADS_DEFAULT) */
   /* bodies buffered at once over all connections (0: 4 * max_body); past it, 503 */
   uint64_t max_pending_bytes;
   /* POST /api/v1/events: the valid events of one request, in order (n > 0). Returns 0 and
-   * fills res; or ZQL_HTTP_BUSY (503 + Retry-After: 1); or another error (500 with the
-   * message in err). NULL: the route answers 404. */
+   * fills res; or ZQL_E_BUSY / ZQL_HTTP_BUSY (503 + Retry-After: 1); or another error
+   * (500 with the message in err). NULL: the route answers 404. */
   int (*submit)(void *arg, const bson_t *const *events, size_t n, zql_http_events_result_t *res,
                 zql_strbuf_t *err);
   /* every rejected element of a readable body, in body order, before submit (dead-letter

@@ -52,6 +52,7 @@ static const group_t groups[] = {
     {"log", zql_unit_log},
     {"evmatch", zql_unit_evmatch},
     {"client", zql_unit_client},
+    {"zqld_http", zql_unit_zqld_http},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

@@ -37,6 +37,7 @@
 enum mode {
   MODE_OK,
   MODE_BUSY,
+  MODE_E_BUSY, /* the error table's code */
   MODE_FAIL,
   MODE_REFUSE /* events with "refuse": true are refused by "the log" */
 };
@@ -71,6 +72,11 @@ static int cb_submit(void *arg, const bson_t *const *ev, size_t n, zql_http_even
     pthread_mutex_unlock(&s->mu);
     zql_strbuf_adds(err, "the ingest queue is full");
     return ZQL_HTTP_BUSY;
+  }
+  if (s->mode == MODE_E_BUSY) {
+    pthread_mutex_unlock(&s->mu);
+    zql_strbuf_adds(err, "draining");
+    return ZQL_E_BUSY;
   }
   if (s->mode == MODE_FAIL) {
     pthread_mutex_unlock(&s->mu);
@@ -141,7 +147,7 @@ static srv_t *srv_start(const char *const *tokens, uint64_t max_body, uint64_t m
       .tokens = tokens,
       .max_body = max_body,
       .limits = ZQL_INGEST_LIMITS_INIT,
-      .threads = 4,
+      .threads = 0,
       .max_pending_bytes = max_pending,
       .submit = cb_submit,
       .rejected = cb_rejected,
@@ -532,6 +538,21 @@ static void test_auth(void **state)
   assert_int_equal(r.status, 200);
   resp_release(&r);
   assert_int_equal(s->events, 1);
+
+  /* a refusal of a request without a body keeps the connection: retry on it */
+  int fd = dial(s->port);
+  assert_true(fd >= 0);
+  const char *q1 = "GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n";
+  const char *q2 = "GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer second\r\n\r\n";
+  assert_true(send_all(fd, q1, strlen(q1)));
+  assert_true(read_response(fd, &r));
+  assert_int_equal(r.status, 401);
+  resp_release(&r);
+  assert_true(send_all(fd, q2, strlen(q2)));
+  assert_true(read_response(fd, &r));
+  assert_int_equal(r.status, 200);
+  resp_release(&r);
+  close(fd);
   srv_stop(s);
 }
 
@@ -831,6 +852,15 @@ static void test_submit_busy_and_failure(void **state)
   bson_destroy(b);
   resp_release(&r);
   assert_int_equal(s->nrej, 1); /* rejected elements are reported before submit */
+
+  s->mode = MODE_E_BUSY;
+  assert_true(post(s->port, NULL, "{\"type\": \"a\"}\n", &r));
+  assert_int_equal(r.status, 503);
+  assert_header(&r, "Retry-After", "1");
+  b = json_of(&r);
+  assert_string_equal(jstr(b, "error"), "draining");
+  bson_destroy(b);
+  resp_release(&r);
 
   s->mode = MODE_FAIL;
   assert_true(post(s->port, NULL, "{\"type\": \"a\"}\n", &r));
@@ -1200,6 +1230,7 @@ static void test_get_client(void **state)
 
   assert_int_equal(zql_http_get("http://127.0.0.1:1/x", "bad\r\ntoken", 100, &status, &body,
                                 &err), ZQL_E_USAGE);
+  assert_int_equal(zql_http_get("nonsense", NULL, 100, &status, &body, NULL), ZQL_E_USAGE);
   srv_stop(s);
 
   const char *bad[] = {"ftp://x/", "https://127.0.0.1/", "http://", "http://:80/",
