@@ -72,7 +72,9 @@ typedef struct zql_ingestd_opts {
   size_t ncurve_allow;
   void *zmq_ctx;           /* NULL: the ingestd makes (and terminates) its own */
   /* Called by the writer thread after each log append (the scheduler's `on event`
-   * feed): docs[i] has _seq first_seq + i. Must not block for long. */
+   * feed): docs[i] has _seq first_seq + i; they are the events as validated, without the
+   * `_id` and stamped `timestamp` the log adds. Must not block for long (it holds up
+   * the replies of the cycle). */
   void (*appended)(void *arg, int64_t first_seq, const bson_t *const *docs, size_t n);
   void *appended_arg;
   int64_t (*clock_ms)(void *arg); /* receipt time (dead-letter, journal); NULL: real */

@@ -53,6 +53,8 @@ static const group_t groups[] = {
     {"evmatch", zql_unit_evmatch},
     {"client", zql_unit_client},
     {"zqld_http", zql_unit_zqld_http},
+    {"ackjournal", zql_unit_ackjournal},
+    {"zqld_ingest", zql_unit_zqld_ingest},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

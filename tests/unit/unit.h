@@ -55,6 +55,8 @@ int zql_unit_log(void);         /* tests/unit/test_log.c */
 int zql_unit_evmatch(void);     /* tests/unit/test_evmatch.c */
 int zql_unit_client(void);      /* tests/unit/test_client.c */
 int zql_unit_zqld_http(void);   /* tests/unit/test_zqld_http.c */
+int zql_unit_ackjournal(void);  /* tests/unit/test_ackjournal.c */
+int zql_unit_zqld_ingest(void); /* tests/unit/test_zqld_ingest.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);
