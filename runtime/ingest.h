@@ -87,7 +87,8 @@ bool zql_ingest_reason_has_doc(zql_ingest_reason_t r);
 
 /* One BSON document (a frame of `len` bytes). `out` is initialised by the call in every
  * case and must be bson_destroy()ed by the caller. Accepted: `out` is the event to log
- * ($command removed). Rejected: `out` is the document as received when
+ * ($command removed); a frame accepted unchanged (no $command) is not copied: `out` is a
+ * read-only view of `data`, which must outlive it. Rejected: `out` is the document as received when
  * zql_ingest_reason_has_doc(reason), else empty. Messages, for example:
  *   not a BSON document: length prefix 1234 does not match the frame's 99 bytes
  *   not a BSON document: the frame has 3 bytes; a document has at least 5
