@@ -1157,6 +1157,14 @@ static void usage(FILE *f)
           "drains (stops accepting, writes what was received, finishes runs) and exits 0.\n");
 }
 
+/* Free what main allocated before the daemon started, and return rc. */
+static int leave(daemon_t *d, int rc)
+{
+  zql_free(d->sets);
+  zql_free(d);
+  return rc;
+}
+
 int main(int argc, char **argv)
 {
   daemon_t *d = zql_calloc(1, sizeof *d);
@@ -1171,16 +1179,16 @@ int main(int argc, char **argv)
     bool more = i + 1 < argc;
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
-      return 0;
+      return leave(d, 0);
     } else if (strcmp(a, "--version") == 0) {
       printf("zqld %s\n", zql_version());
-      return 0;
+      return leave(d, 0);
     } else if (strcmp(a, "--check") == 0) {
       if (i + 1 >= argc) {
         fputs("zqld: --check needs at least one .zql file\nTry 'zqld --help'.\n", stderr);
-        return 2;
+        return leave(d, 2);
       }
-      return check_files(argc - i - 1, argv + i + 1);
+      return leave(d, check_files(argc - i - 1, argv + i + 1));
     } else if (strcmp(a, "--check-config") == 0) {
       check_config = true;
     } else if (strcmp(a, "--config") == 0 && more) {
@@ -1201,7 +1209,7 @@ int main(int argc, char **argv)
       fprintf(stderr, "zqld: %s '%s'\nTry 'zqld --help'.\n",
               a[0] == '-' ? "unknown option, or an option without its value:" : "unexpected argument",
               a);
-      return 2;
+      return leave(d, 2);
     }
   }
   zql_zqld_errs_t errs = ZQL_ZQLD_ERRS_INIT;
@@ -1209,13 +1217,14 @@ int main(int argc, char **argv)
   if (rc) {
     zql_zqld_errs_print(&errs, stderr);
     zql_zqld_errs_release(&errs);
-    return 1;
+    zql_zqld_config_free(&d->cfg);
+    return leave(d, 1);
   }
   zql_zqld_errs_release(&errs);
   if (check_config) {
     zql_zqld_config_print(&d->cfg, stdout);
     zql_zqld_config_free(&d->cfg);
-    return 0;
+    return leave(d, 0);
   }
   zql_log_init("zqld", d->cfg.log_level);
   /* signals go to the signal thread only: block them before any thread starts */
@@ -1234,7 +1243,7 @@ int main(int argc, char **argv)
   pthread_detach(sigt);
   if (start(d) != 0) {
     cleanup(d);
-    return 1;
+    return leave(d, 1);
   }
   if (d->cfg.pid_file && *d->cfg.pid_file) {
     FILE *pf = fopen(d->cfg.pid_file, "w");
@@ -1252,7 +1261,5 @@ int main(int argc, char **argv)
     unlink(d->cfg.pid_file);
   zql_log(ZQL_LOG_INFO, "stopped%s", status ? " with errors" : "");
   cleanup(d);
-  zql_free(d->sets);
-  zql_free(d);
-  return status;
+  return leave(d, status);
 }
