@@ -40,7 +40,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <zmq.h>
+#include "runtime/zmqdl.h"
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
@@ -843,6 +843,9 @@ int zql_client_connect(const char *endpoint, const zql_client_opts_t *opts, zql_
   *out = NULL;
   if (errbuf)
     errbuf[0] = '\0';
+  char lerr[256];
+  if (zql_zmq_load(lerr, sizeof lerr) != 0)
+    return bufferr(errbuf, ZQL_CLIENT_E_ZMQ, "%s", lerr);
   zql_client_opts_t defaults;
   if (!opts) {
     zql_client_opts_init(&defaults);
@@ -1122,6 +1125,9 @@ int zql_client_read_keyfile(const char *path, char *public_z85, char *secret_z85
   public_z85[0] = secret_z85[0] = '\0';
   if (errbuf)
     errbuf[0] = '\0';
+  char lerr[256];
+  if (zql_zmq_load(lerr, sizeof lerr) != 0)
+    return bufferr(errbuf, ZQL_CLIENT_E_ZMQ, "%s", lerr);
   FILE *f = fopen(path, "r");
   if (!f)
     return bufferr(errbuf, ZQL_CLIENT_E_IO, "%s: %s", path, strerror(errno));

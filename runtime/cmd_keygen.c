@@ -23,7 +23,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zmq.h>
+#include "runtime/zmqdl.h"
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/strbuf.h"
@@ -123,7 +123,11 @@ int zql_cmd_keygen(const zql_cli_t *cli, int argc, char **argv)
   if (force && !out)
     return usage_error("--force is for --out", NULL);
 
-  char pub[41], sec[41];
+  char pub[41], sec[41], lerr[256];
+  if (zql_zmq_load(lerr, sizeof lerr) != 0) {
+    fprintf(stderr, "zql keygen: %s\n", lerr);
+    return EXIT_FAIL;
+  }
   if (zmq_curve_keypair(pub, sec) != 0) {
     fprintf(stderr, "zql keygen: CURVE is not available in this libzmq: %s\n",
             zmq_strerror(errno));

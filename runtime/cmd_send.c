@@ -33,7 +33,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <time.h>
-#include <zmq.h>
+#include "runtime/zmqdl.h"
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
@@ -532,6 +532,12 @@ int zql_cmd_send(const zql_cli_t *cli, int argc, char **argv)
   o.files = zql_calloc((size_t)argc + 1, sizeof *o.files);
   if (!o.files) {
     fputs("zql send: out of memory\n", stderr);
+    return EXIT_FAIL;
+  }
+  char lerr[256];
+  if (zql_zmq_load(lerr, sizeof lerr) != 0) {
+    fprintf(stderr, "zql send: %s\n", lerr);
+    zql_free(o.files);
     return EXIT_FAIL;
   }
   int status = parse_args(argc, argv, &o);
