@@ -164,6 +164,7 @@ typedef struct daemon {
   bool wake;
 
   atomic_int_fast64_t appended; /* the last _seq the writer appended */
+  atomic_bool napping;          /* the main loop sleeps longer than the 20 ms match period */
   int64_t matched;              /* on event: events up to here were looked at */
   int64_t last_match_ms;
 
@@ -211,7 +212,17 @@ static int load_config(daemon_t *d, zql_zqld_config_t *cfg, zql_zqld_errs_t *err
   return errs->n || errs->oom ? ZQL_E_USAGE : 0;
 }
 
-/* The lines of a file (tokens, CURVE keys): NULL-terminated array of heap strings. */
+/* A CURVE key in Z85 text: 40 characters of ZeroMQ's Z85 alphabet (RFC 32). */
+static bool is_z85_key(const char *s)
+{
+  static const char z85[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            ".-:+=^!/*?&<>()[]{}@%$#";
+  return strlen(s) == 40 && strspn(s, z85) == 40;
+}
+
+/* The lines of a file (tokens, CURVE keys), blanks around them dropped, blank lines and
+ * '#' comments skipped (no Z85 key starts with '#': its first character encodes at most
+ * 2^32 / 85^4 < 83): NULL-terminated array of heap strings. */
 static char **read_lines(const char *path, zql_strbuf_t *err)
 {
   FILE *f = fopen(path, "r");
@@ -224,6 +235,8 @@ static char **read_lines(const char *path, zql_strbuf_t *err)
   char line[1024];
   while (v && fgets(line, sizeof line, f)) {
     size_t l = strcspn(line, "\r\n");
+    while (l > 0 && (line[l - 1] == ' ' || line[l - 1] == '\t'))
+      l--;
     line[l] = 0;
     char *s = line;
     while (*s == ' ' || *s == '\t')
@@ -251,27 +264,52 @@ static void free_lines(char **v)
   zql_free(v);
 }
 
+/* The key of a keygen line `which = Z85` (blanks optional around '='; Z85 itself may start
+ * with '='), or NULL when line is not one. */
+static const char *keyfile_value(const char *line, const char *which)
+{
+  size_t wl = strlen(which);
+  if (strncmp(line, which, wl) != 0)
+    return NULL;
+  const char *s = line + wl;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  if (*s++ != '=')
+    return NULL;
+  while (*s == ' ' || *s == '\t')
+    s++;
+  return is_z85_key(s) ? s : NULL;
+}
+
 /* A keygen file: the value of its `secret = Z85` (or `public = Z85`) line. */
 static char *key_from_file(const char *path, const char *which, zql_strbuf_t *err)
 {
   char **lines = read_lines(path, err);
   char *out = NULL;
-  size_t wl = strlen(which);
   for (size_t i = 0; lines && lines[i] && !out; i++) {
-    const char *s = lines[i];
-    if (strncmp(s, which, wl) != 0)
-      continue;
-    s += wl;
-    while (*s == ' ' || *s == '=' || *s == '\t')
-      s++;
-    if (strlen(s) == 40)
-      out = dupstr(s);
+    const char *s = keyfile_value(lines[i], which);
+    if (s && !(out = dupstr(s)))
+      zql_strbuf_adds(err, "out of memory");
   }
-  if (lines && !out)
+  if (lines && !out && !err->len)
     zql_strbuf_addf(err, "'%s' has no '%s = <40 Z85 characters>' line (zql keygen writes one)",
                     path, which);
   free_lines(lines);
   return out;
+}
+
+/* The allow list: one client public key per line, bare (Z85) or as the `public = Z85`
+ * line of a keygen .pub file (docs/zqld.md: "add the line of client.key.pub"). Lines are
+ * rewritten in place to the bare key; ingest reports one that is not a key. */
+static char **read_allow(const char *path, zql_strbuf_t *err)
+{
+  char **lines = read_lines(path, err);
+  for (size_t i = 0; lines && lines[i]; i++) {
+    const char *k = is_z85_key(lines[i]) ? NULL : keyfile_value(lines[i], "public");
+    if (k)
+      memmove(lines[i], k, strlen(k) + 1);
+  }
+  return lines;
 }
 
 /* {==== aggregates: the catalog into the scheduler ====} */
@@ -569,6 +607,10 @@ static void appended(void *arg, int64_t first_seq, const bson_t *const *docs, si
   (void)docs;
   daemon_t *d = arg;
   atomic_store(&d->appended, first_seq + (int64_t)n - 1);
+  /* the first events after a quiet spell: wake the main loop now, not at the end of its
+   * (up to 1 s) sleep, so `on event` aggregates are triggered within the match period */
+  if (atomic_exchange(&d->napping, false))
+    wake(d);
 }
 
 /* Feed the `on event` aggregates the events appended since the last look. */
@@ -630,7 +672,7 @@ static void match_events(daemon_t *d, int64_t t)
     if (rc)
       zql_log(ZQL_LOG_WARN, "on event: reading the new events: %s", err.buf);
     for (size_t i = 0; hit && i < d->naggs; i++)
-      if (hit[i] || rc)
+      if (d->aggs[i].sc.kind == ZQL_SCHEDULE_EVENT && d->aggs[i].sc.predicate && (hit[i] || rc))
         zql_sched_events(d->sched, d->aggs[i].name, t);
     zql_free(hit);
     zql_evlog_cursor_close(c);
@@ -862,7 +904,7 @@ static int start(daemon_t *d)
   if (c->curve_secret_key_file && *c->curve_secret_key_file) {
     if (!(secret = key_from_file(c->curve_secret_key_file, "secret", &err)) ||
         !c->curve_allow_file || !*c->curve_allow_file ||
-        !(allow = read_lines(c->curve_allow_file, &err))) {
+        !(allow = read_allow(c->curve_allow_file, &err))) {
       zql_log(ZQL_LOG_ERROR, "CURVE: %s", err.len ? err.buf : "security.curve_allow_file is not set");
       rc = ZQL_E_USAGE;
       goto fail;
@@ -1053,10 +1095,14 @@ static void main_loop(daemon_t *d)
     retention(d, t, &last_retain);
     /* sleep until something is due, a run ends, a signal, or new events (polled: 20 ms) */
     int64_t wait = due == INT64_MAX ? 1000 : due - now_ms();
-    if (atomic_load(&d->appended) > d->matched && wait > 20)
-      wait = 20;
     if (wait > 1000)
       wait = 1000;
+    if (wait > 20) {
+      /* napping first, then the check: appended() sees the flag or this sees its _seq */
+      atomic_store(&d->napping, true);
+      if (atomic_load(&d->appended) > d->matched)
+        wait = 20;
+    }
     if (wait > 0) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
@@ -1072,6 +1118,7 @@ static void main_loop(daemon_t *d)
       d->wake = false;
       pthread_mutex_unlock(&d->mu);
     }
+    atomic_store(&d->napping, false);
   }
 }
 

@@ -288,7 +288,7 @@ void zql_status_print(const bson_t *st, FILE *f)
     fprintf(f, "zqld %s, pid %" PRId64 ", up %.0f s\n", get_str(&z, "version") ? get_str(&z, "version") : "?",
             get_int(&z, "pid", 0), get_num(&z, "uptime_s"));
   } else {
-    fputs("zqld: not running (read from the data directory)\n", f);
+    fputs("zqld: not asked (read from the data directory)\n", f);
   }
   if (sub(st, "ingest", &in)) {
     bson_t tot;
