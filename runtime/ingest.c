@@ -122,54 +122,8 @@ static const char *kind_name(bson_type_t t)
 
 /* {==== the event rules ==================================================== */
 
-/* Every key and string of `doc` is UTF-8 (strings may hold NUL bytes, as BSON allows).
- * Returns NULL, or a message naming the dotted path of the bad key or value. */
-static const char *bad_utf8(const bson_t *doc, int depth, zql_strbuf_t *path)
-{
-  bson_iter_t it;
-  if (depth > UTF8_MAX_DEPTH)
-    return "documents are nested too deeply";
-  if (!bson_iter_init(&it, doc))
-    return "a nested document is corrupt";
-  size_t mark = path->len;
-  while (bson_iter_next(&it)) {
-    path->len = mark;
-    path->buf[mark] = '\0';
-    if (!bson_utf8_validate(bson_iter_key(&it), bson_iter_key_len(&it), false))
-      return "a key is not valid UTF-8";
-    if (mark)
-      zql_strbuf_addc(path, '.');
-    zql_strbuf_add(path, bson_iter_key(&it), bson_iter_key_len(&it));
-    if (BSON_ITER_HOLDS_UTF8(&it)) {
-      uint32_t len;
-      const char *v = bson_iter_utf8(&it, &len);
-      if (!bson_utf8_validate(v, len, true))
-        return "not valid UTF-8";
-    } else if (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) {
-      const uint8_t *data;
-      uint32_t len;
-      bson_t sub;
-      if (BSON_ITER_HOLDS_ARRAY(&it))
-        bson_iter_array(&it, &len, &data);
-      else
-        bson_iter_document(&it, &len, &data);
-      if (!bson_init_static(&sub, data, len))
-        return "a nested document is corrupt";
-      const char *msg = bad_utf8(&sub, depth + 1, path);
-      if (msg)
-        return msg;
-    }
-  }
-  path->len = mark;
-  path->buf[mark] = '\0';
-  return NULL;
-}
-
-/* Rules 2-6 of ingest.h on a structurally valid document. `out` is initialised here: the
- * event, or the document as received when the rejection keeps one. */
-/* The fast check of every frame: element framing (bson_iter) and UTF-8 of every key and
- * string value, in one walk, with an ASCII fast path. Only when it fails do the slower
- * walks below run, to say what and where. */
+/* Is p[0..n) UTF-8 (NUL bytes allowed when allow_nul)? Eight ASCII bytes at a time, libbson's
+ * validator from the first byte that is not ASCII. */
 static bool ascii_or_utf8(const char *p, size_t n, bool allow_nul)
 {
   size_t i = 0;
@@ -187,24 +141,36 @@ static bool ascii_or_utf8(const char *p, size_t n, bool allow_nul)
   return true;
 }
 
-static bool fast_ok(const bson_t *doc, int depth)
+/* Every element of `doc` is well framed (bson_iter) and every key and string is UTF-8
+ * (strings may hold NUL bytes, as BSON allows): NULL, or what is wrong. With a path, the
+ * message's place is left in it (the dotted path of the bad key or value); without one
+ * (the check of every frame) nothing is built. */
+static const char *bad_utf8(const bson_t *doc, int depth, zql_strbuf_t *path)
 {
   bson_iter_t it;
-  if (depth > UTF8_MAX_DEPTH || !bson_iter_init(&it, doc))
-    return false;
+  if (depth > UTF8_MAX_DEPTH)
+    return "documents are nested too deeply";
+  if (!bson_iter_init(&it, doc))
+    return "a nested document is corrupt";
+  size_t mark = path ? path->len : 0;
   while (bson_iter_next(&it)) {
+    if (path) {
+      path->len = mark;
+      path->buf[mark] = '\0';
+    }
     if (!ascii_or_utf8(bson_iter_key(&it), bson_iter_key_len(&it), false))
-      return false;
-    switch (bson_iter_type(&it)) {
-    case BSON_TYPE_UTF8: {
+      return "a key is not valid UTF-8";
+    if (path) {
+      if (mark)
+        zql_strbuf_addc(path, '.');
+      zql_strbuf_add(path, bson_iter_key(&it), bson_iter_key_len(&it));
+    }
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
       uint32_t len;
       const char *v = bson_iter_utf8(&it, &len);
       if (!ascii_or_utf8(v, len, true))
-        return false;
-      break;
-    }
-    case BSON_TYPE_DOCUMENT:
-    case BSON_TYPE_ARRAY: {
+        return "not valid UTF-8";
+    } else if (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) {
       const uint8_t *data;
       uint32_t len;
       bson_t sub;
@@ -212,15 +178,18 @@ static bool fast_ok(const bson_t *doc, int depth)
         bson_iter_array(&it, &len, &data);
       else
         bson_iter_document(&it, &len, &data);
-      if (!bson_init_static(&sub, data, len) || !fast_ok(&sub, depth + 1))
-        return false;
-      break;
-    }
-    default:
-      break;
+      if (!bson_init_static(&sub, data, len))
+        return "a nested document is corrupt";
+      const char *msg = bad_utf8(&sub, depth + 1, path);
+      if (msg)
+        return msg;
     }
   }
-  return it.err_off == 0;
+  if (path) {
+    path->len = mark;
+    path->buf[mark] = '\0';
+  }
+  return it.err_off ? "a nested document is corrupt" : NULL;
 }
 
 static int check_event(const bson_t *in, uint32_t maxb, bson_t *out, zql_ingest_reason_t *reason,
@@ -354,7 +323,7 @@ int zql_ingest_bson(const void *data, size_t len, const zql_ingest_limits_t *lim
   bson_error_t berr;
   if (!bson_init_static(&in, p, len))
     return reject(reason, ZQL_INGEST_MALFORMED, why, "not a BSON document");
-  if (fast_ok(&in, 0))
+  if (!bad_utf8(&in, 0, NULL)) /* the one walk of a good frame */
     return check_event(&in, maxb, out, reason, why, true);
   /* something is wrong: the thorough walks say what */
   if (!bson_validate_with_error(&in, BSON_VALIDATE_NONE, &berr))
