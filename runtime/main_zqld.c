@@ -835,7 +835,8 @@ static int http_submit(void *arg, const bson_t *const *events, size_t n,
 static void http_rejected(void *arg, const zql_ingest_item_t *item, const char *peer)
 {
   daemon_t *d = arg;
-  zql_ingestd_event_t ev = {NULL, item->reason, item->why, item->raw, item->raw_len};
+  zql_ingestd_event_t ev = {NULL, item->reason, item->why, item->raw, item->raw_len,
+                            item->received};
   zql_ingestd_result_t r = {0};
   zql_strbuf_t err = ZQL_STRBUF_INIT;
   if (zql_ingestd_submit(d->ingest, &ev, 1, peer ? peer : "http", &r, 5000, &err) != 0)

@@ -848,7 +848,8 @@ static void validate_item(zql_ingestd_t *d, cycle_t *c, item_t *it)
         add(&d->c[ZQL_INGESTD_HTTP].rejected, 1);
         it->rejected++;
         dead_letter(d, c, it->received_ms, it->src, peer, e->cls ? e->cls : ZQL_INGEST_MALFORMED,
-                    e->reason ? e->reason : "rejected", NULL, e->raw, e->raw ? e->rawlen : 0);
+                    e->reason ? e->reason : "rejected", e->received, e->raw,
+                    e->raw ? e->rawlen : 0);
         http_error(it, i, e->reason ? e->reason : "rejected");
         continue;
       }

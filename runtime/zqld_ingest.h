@@ -108,6 +108,8 @@ typedef struct zql_ingestd_event {
   const char *reason;      /* doc NULL: why */
   const void *raw;         /* doc NULL: the bytes as received (may be NULL) */
   size_t rawlen;
+  const bson_t *received;  /* doc NULL: the document as parsed, when it parsed (the
+                              dead-letter line then shows it as "event"), else NULL */
 } zql_ingestd_event_t;
 
 typedef struct zql_ingestd_error {

@@ -125,7 +125,7 @@ ok 'dead letter: a type that is not a string' dl_has "$B" 17 "field 'type' is a 
 ok 'dead letter: JSON that does not parse, kept raw' dl_has "$J" raw "unterminated object"
 ok 'dead letter: a bad $datetime' dl_has "$J" raw "datetime' must be a number"
 ok 'dead letter: a JSON array frame' dl_has "$J" raw "expected a JSON object"
-ok 'dead letter: the bad HTTP line, with its position' dl_has http raw "^line 2, column 1: field 'context' is an array"
+ok 'dead letter: the bad HTTP line, as the event it parsed to, with its position' dl_has http h-bad "^line 2, column 1: field 'context' is an array"
 ok 'the raw bytes are kept exactly (base64)' grep -q '"raw" : "BQAAAAF0aGlzIGlzIG5vdCBCU09OIGF0IGFsbA=="' "$DL"
 if ! grep -q 'True$' dl.txt || grep -v -q 'True$' dl.txt; then
   diag "$(cat dl.txt)"

@@ -557,7 +557,7 @@ static void test_busy(void **state)
   assert_string_equal(str_field(r, "error"), "busy");
   bson_destroy(r);
   /* HTTP: refused after its timeout */
-  zql_ingestd_event_t hev[2] = {{ev[0], 0, NULL, NULL, 0}, {ev[1], 0, NULL, NULL, 0}};
+  zql_ingestd_event_t hev[2] = {{ev[0], 0, NULL, NULL, 0, NULL}, {ev[1], 0, NULL, NULL, 0, NULL}};
   zql_ingestd_result_t res;
   zql_strbuf_t err = ZQL_STRBUF_INIT;
   assert_int_equal(zql_ingestd_submit(dm.d, hev, 2, NULL, &res, 50, &err), ZQL_E_BUSY);
@@ -649,7 +649,7 @@ static void test_drain(void **state)
   assert_false(bool_field(r, "ok"));
   assert_string_equal(str_field(r, "error"), "draining");
   bson_destroy(r);
-  zql_ingestd_event_t hev = {e, 0, NULL, NULL, 0};
+  zql_ingestd_event_t hev = {e, 0, NULL, NULL, 0, NULL};
   zql_ingestd_result_t res;
   assert_int_equal(zql_ingestd_submit(dm.d, &hev, 1, NULL, &res, 0, NULL), ZQL_E_BUSY);
   bson_destroy(e);
@@ -749,10 +749,10 @@ static void test_http_submit(void **state)
   bson_t *ok1 = zarkov_event("h1", 1), *bad = zarkov_event("h2", 2), *ok2 = zarkov_event("h3", 3);
   BSON_APPEND_INT32(bad, "_seq", 9);
   zql_ingestd_event_t ev[4] = {
-      {ok1, 0, NULL, NULL, 0},
-      {NULL, ZQL_INGEST_MALFORMED, "line 2, column 3: expected a JSON object", "[1,2]", 5},
-      {bad, 0, NULL, NULL, 0},
-      {ok2, 0, NULL, NULL, 0},
+      {ok1, 0, NULL, NULL, 0, NULL},
+      {NULL, ZQL_INGEST_MALFORMED, "line 2, column 3: expected a JSON object", "[1,2]", 5, NULL},
+      {bad, 0, NULL, NULL, 0, NULL},
+      {ok2, 0, NULL, NULL, 0, NULL},
   };
   zql_ingestd_result_t res;
   zql_strbuf_t err = ZQL_STRBUF_INIT;
