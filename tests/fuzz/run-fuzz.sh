@@ -5,7 +5,8 @@
 #
 # TARGET is parse (the ZQL front end, fuzz_parse), ioformat (the import path:
 # format detection, gzip, BSON framing, extended JSON; fuzz_ioformat) or plan (compiled
-# .zqlc plans: the reader's checks, binding and running them; fuzz_plan).
+# .zqlc plans: the reader's checks, binding and running them; fuzz_plan) or ingest (zqld's
+# event decoding: BSON and JSON frames, HTTP bodies; fuzz_ingest).
 #
 # Builds in its own directory, $ZQL_FUZZ_DIR (default build-fuzz/ in the source tree), so
 # it never disturbs a normal build: from a VPATH build when the source tree is not
@@ -25,8 +26,8 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-600}
 target=${2:-parse}
 case $target in
-  parse | ioformat | plan) ;;
-  *) echo "run-fuzz: unknown target '$target' (parse, ioformat or plan)" >&2; exit 2 ;;
+  parse | ioformat | plan | ingest) ;;
+  *) echo "run-fuzz: unknown target '$target' (parse, ioformat, plan or ingest)" >&2; exit 2 ;;
 esac
 work=${ZQL_FUZZ_DIR:-$here/build-fuzz}
 build=$work/build
@@ -82,6 +83,19 @@ if [ "$target" = ioformat ]; then
   "$z" gen --events 20 --seed 3 --format ndjson-canonical -o "$seeds/canonical.json" 2>/dev/null
   "$z" gen --events 20 --seed 4 -o "$seeds/ndjson.json.gz" 2>/dev/null
   printf '{"type": "x", "timestamp": {"$datetime": 1300000000.5}}\n' >"$seeds/zarkov.json"
+  dict=
+elif [ "$target" = ingest ]; then
+  # the first byte picks the decoder: 0 BSON frame, 1 JSON frame, 2 NDJSON body, 3 JSON
+  # body, 4 gzipped body
+  z=$build/zql
+  "$z" gen --events 1 --seed 1 --format bson -o "$seeds/one.bson" 2>/dev/null
+  { printf '\000'; cat "$seeds/one.bson"; } >"$seeds/bson-frame"
+  rm -f "$seeds/one.bson"
+  printf '\001{"type": "x", "context": {"u": 1}, "timestamp": {"$datetime": 1300000000.5}}' \
+    >"$seeds/json-frame"
+  { printf '\002'; "$z" gen --events 5 --seed 2 -o - 2>/dev/null; } >"$seeds/ndjson-body"
+  printf '\003[{"type": "a"}, {"type": "b", "$command": "event_noval"}]' >"$seeds/array-body"
+  { printf '\004'; "$z" gen --events 5 --seed 3 -o - 2>/dev/null | gzip -c; } >"$seeds/gzip-body"
   dict=
 elif [ "$target" = plan ]; then
   # compiled plans of the examples and of the plan and query goldens, made by zql compile
