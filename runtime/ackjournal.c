@@ -25,6 +25,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "runtime/base/clock.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/crc32c.h"
 #include "runtime/base/error.h"
@@ -67,9 +68,8 @@ static int fail(zql_strbuf_t *err, int code, const char *fmt, ...)
 
 static int64_t real_clock(void *arg)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  (void)arg;
+  return zql_wall_ms();
 }
 
 /* {==== encoding ============================================================ */

@@ -45,6 +45,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/base/clock.h"
 #include "runtime/ioformat.h"
 
 #define MAGIC "ZQA1"
@@ -99,18 +100,11 @@ struct zql_client {
 
 /* {==== small helpers */
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t deadline_after(int64_t timeout_ms)
 {
   if (timeout_ms < 0)
     return NEVER;
-  int64_t now = now_ms();
+  int64_t now = zql_mono_ms();
   return timeout_ms > NEVER - now ? NEVER : now + timeout_ms;
 }
 
@@ -200,7 +194,7 @@ static batch_t *batch_get(zql_client_t *c)
   b->first_index = c->next_index;
   b->n = 0;
   b->state = B_OPEN;
-  b->due = now_ms();
+  b->due = zql_mono_ms();
   b->attempts = 0;
   b->busy = 0;
   return b;
@@ -294,7 +288,7 @@ static int send_request(zql_client_t *c, batch_t *b)
                   zmq_strerror(errno));
   b->state = B_SENT;
   b->attempts++;
-  b->due = now_ms() + c->o.ack_timeout_ms;
+  b->due = zql_mono_ms() + c->o.ack_timeout_ms;
   c->st.sends++;
   if (b->attempts > 1)
     c->st.resends++;
@@ -458,7 +452,7 @@ static void handle_answer(zql_client_t *c, const uint8_t *data, size_t len)
       /* +-25% jitter: delay * [0.75, 1.25) */
       delay = delay * 3 / 4 + (int64_t)(next_random(c) % (uint64_t)(delay / 2 + 1));
       b->state = B_QUEUED;
-      b->due = now_ms() + delay;
+      b->due = zql_mono_ms() + delay;
       if (b->due > c->hold_until)
         c->hold_until = b->due;
       seterr(c, 0, "the server is %s; retrying batch %" PRId64 " in %" PRId64 " ms", why, id,
@@ -600,7 +594,7 @@ static int read_monitor(zql_client_t *c)
        * handshake has succeeded, by which time the old pipe is gone (its termination
        * command reaches the socket before the new connection's). */
       c->connected = false;
-      int64_t now = now_ms();
+      int64_t now = zql_mono_ms();
       c->down_until = now + c->o.ack_timeout_ms;
       for (uint32_t k = 0; k < c->nfly; k++)
         if (c->fly[k]->state == B_SENT) {
@@ -671,7 +665,7 @@ static int pump(zql_client_t *c, goal_t goal, int64_t id, int64_t deadline)
   for (;;) {
     if (reached(c, goal, id))
       return 0;
-    int64_t now = now_ms();
+    int64_t now = zql_mono_ms();
     expire(c, now);
     bool blocked;
     int rc = send_due(c, now, &blocked);
@@ -718,7 +712,7 @@ static int submit_open(zql_client_t *c, int64_t deadline)
   c->open = NULL;
   b->id = c->next_batch++;
   b->state = B_QUEUED;
-  b->due = now_ms();
+  b->due = zql_mono_ms();
   c->fly[c->nfly++] = b;
   bool blocked;
   return send_due(c, b->due, &blocked);
@@ -980,13 +974,13 @@ static int add_event(zql_client_t *c, const uint8_t *data, size_t len)
     return seterr(c, ZQL_CLIENT_E_NOMEM, "out of memory");
   }
   if (b->n == 0)
-    b->due = now_ms();
+    b->due = zql_mono_ms();
   b->n++;
   c->next_index++;
   c->st.events++;
   /* full, or old: send now if a slot is free; otherwise the next call waits for one */
   bool full = b->n >= c->o.batch_max_events || b->data.len >= c->o.batch_max_bytes;
-  bool old_enough = c->o.batch_max_delay_ms >= 0 && now_ms() - b->due >= c->o.batch_max_delay_ms;
+  bool old_enough = c->o.batch_max_delay_ms >= 0 && zql_mono_ms() - b->due >= c->o.batch_max_delay_ms;
   if ((full || old_enough) && c->nfly < c->o.max_inflight_batches) {
     if ((rc = submit_open(c, NEVER)) < 0)
       return rc;
@@ -1057,7 +1051,7 @@ int zql_client_poll(zql_client_t *c, int64_t timeout_ms)
 {
   int64_t deadline = deadline_after(timeout_ms);
   if (c->open && c->o.batch_max_delay_ms >= 0 &&
-      now_ms() - c->open->due >= c->o.batch_max_delay_ms && c->nfly < c->o.max_inflight_batches) {
+      zql_mono_ms() - c->open->due >= c->o.batch_max_delay_ms && c->nfly < c->o.max_inflight_batches) {
     int rc = submit_open(c, NEVER);
     if (rc < 0)
       return rc;

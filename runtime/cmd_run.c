@@ -43,6 +43,7 @@
 #include "runtime/cli.h"
 #include "runtime/evlog.h"
 #include "runtime/base/tz.h"
+#include "runtime/base/clock.h"
 #include "runtime/catalog.h"
 #include "runtime/evlog_input.h"
 #include "runtime/outdoc.h"
@@ -78,13 +79,6 @@ static int usage(const char *cmd, const char *fmt, ...)
   va_end(ap);
   fprintf(stderr, "\nTry 'zql %s --help'.\n", cmd);
   return EXIT_USAGE;
-}
-
-static int64_t wall_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* 512M, 2G, 100000, 64k: bytes. */
@@ -141,7 +135,7 @@ static void ropts_init(ropts_t *o)
   o->from = INT64_MIN;
   o->to = INT64_MAX;
   o->limit = -1;
-  o->now_ms = wall_ms();
+  o->now_ms = zql_wall_ms();
   o->progress = -1;
 }
 

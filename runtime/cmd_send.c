@@ -38,6 +38,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
+#include "runtime/base/clock.h"
 #include "runtime/cli.h"
 #include "runtime/ioformat.h"
 #include "runtime/zql_client.h"
@@ -89,13 +90,6 @@ static int usage_error(const char *fmt, ...)
   va_end(ap);
   fputs("\nTry 'zql send --help'.\n", stderr);
   return EXIT_USAGE;
-}
-
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* "30s", "500ms", "2m", or plain seconds. */
@@ -358,9 +352,9 @@ static int send_push(const opts_t *o, const char *endpoint)
   }
   /* the close lingers until the queue is handed over, or the timeout */
   zmq_close(sock);
-  int64_t t0 = now_ms();
+  int64_t t0 = zql_mono_ms();
   zmq_ctx_term(ctx);
-  if (status == EXIT_OK && sent && now_ms() - t0 >= o->timeout_ms - 10) {
+  if (status == EXIT_OK && sent && zql_mono_ms() - t0 >= o->timeout_ms - 10) {
     fprintf(stderr, "zql send: %s did not take every queued event within %" PRId64 " ms\n",
             endpoint, o->timeout_ms);
     status = EXIT_UNDELIVERED;

@@ -76,6 +76,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/base/clock.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/evlog_int.h"
@@ -125,9 +126,7 @@ struct zql_evlog {
 static int64_t real_clock_ms(void *arg)
 {
   (void)arg;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return zql_wall_ms();
 }
 
 static void seg_path(char *buf, size_t n, const char *evdir, int64_t first, bool sealed)

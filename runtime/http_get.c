@@ -23,6 +23,7 @@
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
+#include "runtime/base/clock.h"
 
 #define GET_MAX_BODY ((size_t)64 << 20) /* bodies past this are an error */
 #define GET_MAX_HEAD ((size_t)64 << 10) /* response headers */
@@ -37,18 +38,11 @@ static void sb_truncate(zql_strbuf_t *sb, size_t n)
     sb->buf[n] = '\0';
 }
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait for `ev` on fd until the deadline: 1 ready, 0 timed out, -1 error. */
 static int wait_fd(int fd, short ev, int64_t deadline)
 {
   for (;;) {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - zql_mono_ms();
     if (left <= 0)
       return 0;
     struct pollfd p = {fd, ev, 0};
@@ -329,7 +323,7 @@ static int http_get(const char *url, const char *token, int timeout_ms, int *sta
     zql_strbuf_adds(err, "the token must not contain line breaks");
     return ZQL_E_USAGE;
   }
-  int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : GET_TIMEOUT_MS);
+  int64_t deadline = zql_mono_ms() + (timeout_ms > 0 ? timeout_ms : GET_TIMEOUT_MS);
   int fd;
   rc = connect_to(&u, deadline, &fd, err);
   if (rc)

@@ -38,6 +38,7 @@
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/base/tz.h"
+#include "runtime/base/clock.h"
 #include "runtime/catalog.h"
 #include "runtime/evlog.h"
 #include "runtime/evlog_input.h"
@@ -45,13 +46,6 @@
 #include "runtime/store_input.h"
 
 /* ==== small helpers ==== */
-
-static int64_t wall_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static double mono(void)
 {
@@ -281,7 +275,7 @@ static int run_write(agg_t *a, zql_store_txn_t *t, const runrec_t *r, const char
   bson_append_utf8(&d, "status", 6, r->status, -1);
   bson_append_date_time(&d, "started", 7, r->started);
   if (strcmp(r->status, "started") != 0)
-    bson_append_date_time(&d, "finished", 8, wall_ms());
+    bson_append_date_time(&d, "finished", 8, zql_wall_ms());
   if (strcmp(r->kind, "backfill") == 0) {
     bson_append_date_time(&d, "from", 4, r->from);
     bson_append_date_time(&d, "to", 2, r->to);
@@ -1148,7 +1142,7 @@ static int agg_open(agg_t *a, zql_store_t *s, const char *data_dir, const char *
   a->o = o;
   a->rep = rep;
   a->err = err;
-  a->now = o->now_ms ? o->now_ms : wall_ms();
+  a->now = o->now_ms ? o->now_ms : zql_wall_ms();
   int rc = lock_agg(a);
   return rc ? rc : agg_load(a);
 }
@@ -1208,7 +1202,7 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
              rebuild || a.rebuild_pending ? "rebuild" : full ? "full" : "incremental");
     r.lo = full ? 0 : a.wm.seq;
     r.hi = hi;
-    r.started = wall_ms();
+    r.started = zql_wall_ms();
     snprintf(r.status, sizeof r.status, "started");
     wm_t w = a.wm;
     w.run = r.run;
@@ -1467,7 +1461,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
     r.from = from;
     r.to = to;
     r.done = to;
-    r.started = wall_ms();
+    r.started = zql_wall_ms();
     snprintf(r.status, sizeof r.status, "started");
     wm_t w = a.wm;
     w.run = r.run;
@@ -1585,7 +1579,7 @@ int zql_incr_define(zql_store_t *s, const zql_plan_t *p, const char *file, const
   if (g < 0)
     rc = g;
   int32_t version = 1;
-  int64_t created = wall_ms();
+  int64_t created = zql_wall_ms();
   bool pending = false;
   clash_t cl = {p, err};
   if (!rc) {
@@ -1649,7 +1643,7 @@ int zql_incr_define(zql_store_t *s, const zql_plan_t *p, const char *file, const
     if (p->schedule)
       bson_append_utf8(&d, "schedule", -1, p->schedule, -1);
     bson_append_date_time(&d, "created", 7, created);
-    bson_append_date_time(&d, "updated", 7, wall_ms());
+    bson_append_date_time(&d, "updated", 7, zql_wall_ms());
     if (pending)
       bson_append_bool(&d, "rebuild", 7, true);
     if (!rc)

@@ -50,6 +50,7 @@
 #include "runtime/base/arena.h"
 #include "runtime/base/error.h"
 #include "runtime/base/tz.h"
+#include "runtime/base/clock.h"
 #include "runtime/catalog.h"
 #include "runtime/evlog.h"
 #include "runtime/evmatch.h"
@@ -59,6 +60,7 @@
 #include "runtime/status.h"
 #include "runtime/store.h"
 #include "runtime/zql.h"
+#include "runtime/zql_client.h"
 #include "runtime/zqld_config.h"
 #include "runtime/zqld_http.h"
 #include "runtime/zqld_ingest.h"
@@ -176,13 +178,6 @@ typedef struct daemon {
   int64_t runs_ok, runs_failed;
 } daemon_t;
 
-static int64_t now_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wake(daemon_t *d)
 {
   pthread_mutex_lock(&d->mu);
@@ -281,20 +276,23 @@ static const char *keyfile_value(const char *line, const char *which)
   return is_z85_key(s) ? s : NULL;
 }
 
-/* A keygen file: the value of its `secret = Z85` (or `public = Z85`) line. */
-static char *key_from_file(const char *path, const char *which, zql_strbuf_t *err)
+/* The secret key of a `zql keygen` file (read by the client library's reader, which also
+ * checks that the file's public key belongs to it). */
+static char *secret_from_keyfile(const char *path, zql_strbuf_t *err)
 {
-  char **lines = read_lines(path, err);
-  char *out = NULL;
-  for (size_t i = 0; lines && lines[i] && !out; i++) {
-    const char *s = keyfile_value(lines[i], which);
-    if (s && !(out = dupstr(s)))
-      zql_strbuf_adds(err, "out of memory");
+  char pub[ZQL_CLIENT_KEY_LEN + 1], sec[ZQL_CLIENT_KEY_LEN + 1], eb[ZQL_CLIENT_ERRLEN];
+  if (zql_client_read_keyfile(path, pub, sec, eb) != 0) {
+    zql_strbuf_adds(err, eb);
+    return NULL;
   }
-  if (lines && !out && !err->len)
-    zql_strbuf_addf(err, "'%s' has no '%s = <40 Z85 characters>' line (zql keygen writes one)",
-                    path, which);
-  free_lines(lines);
+  if (!sec[0]) {
+    zql_strbuf_addf(err, "'%s' has no 'secret = <40 Z85 characters>' line (zql keygen "
+                    "writes one)", path);
+    return NULL;
+  }
+  char *out = dupstr(sec);
+  if (!out)
+    zql_strbuf_adds(err, "out of memory");
   return out;
 }
 
@@ -392,7 +390,7 @@ static int agg_schedule(daemon_t *d, zql_store_txn_t *t, const char *name, bool 
   if (!rc && !(na.name = dupstr(name)))
     rc = ZQL_E_NOMEM;
   if (!rc)
-    rc = zql_sched_set(d->sched, name, &na.sc, now_ms(), &err);
+    rc = zql_sched_set(d->sched, name, &na.sc, zql_wall_ms(), &err);
   if (rc) {
     zql_log(ZQL_LOG_ERROR, "aggregate %s: not scheduled: %s", name,
             err.len ? err.buf : zql_strerror(rc));
@@ -461,7 +459,7 @@ static void reload_aggs(daemon_t *d)
     zql_free(cl.names[i]);
   zql_free(cl.names);
   zql_strbuf_release(&err);
-  d->last_reload_ms = now_ms();
+  d->last_reload_ms = zql_wall_ms();
 }
 
 /* {==== runs ====} */
@@ -538,7 +536,7 @@ static void start_run(daemon_t *d, const char *name)
   zql_free(ra);
   zql_free(nm);
   zql_log(ZQL_LOG_ERROR, "%s: cannot start a run (out of memory or threads); retried", name);
-  zql_sched_done(d->sched, name, now_ms(), false, "cannot start a thread");
+  zql_sched_done(d->sched, name, zql_wall_ms(), false, "cannot start a thread");
 }
 
 /* Publish {'$command': 'agg_complete', name, run, lo, hi, docs} (Zarkov's notification). */
@@ -576,7 +574,7 @@ static void finish_runs(daemon_t *d)
   pthread_mutex_unlock(&d->mu);
   for (size_t i = 0; i < n; i++) {
     done_t *dn = &v[i];
-    int64_t t = now_ms();
+    int64_t t = zql_wall_ms();
     zql_sched_done(d->sched, dn->name, t, dn->rc == 0, dn->error);
     if (dn->rc) {
       d->runs_failed++;
@@ -716,7 +714,7 @@ static pthread_mutex_t status_mu = PTHREAD_MUTEX_INITIALIZER; /* sched, rate sam
 
 static int build_status(daemon_t *d, bson_t *b, zql_strbuf_t *err)
 {
-  int64_t t = now_ms();
+  int64_t t = zql_wall_ms();
   bson_t z, in;
   bson_append_document_begin(b, "zqld", 4, &z);
   bson_append_utf8(&z, "version", 7, zql_version(), -1);
@@ -903,7 +901,7 @@ static int start(daemon_t *d)
     goto fail;
   }
   if (c->curve_secret_key_file && *c->curve_secret_key_file) {
-    if (!(secret = key_from_file(c->curve_secret_key_file, "secret", &err)) ||
+    if (!(secret = secret_from_keyfile(c->curve_secret_key_file, &err)) ||
         !c->curve_allow_file || !*c->curve_allow_file ||
         !(allow = read_allow(c->curve_allow_file, &err))) {
       zql_log(ZQL_LOG_ERROR, "CURVE: %s", err.len ? err.buf : "security.curve_allow_file is not set");
@@ -977,7 +975,7 @@ static int start(daemon_t *d)
   so.retry_min_ms = c->retry_min_ms;
   so.retry_max_ms = c->retry_max_ms;
   so.default_settle_ms = c->settle_ms;
-  so.seed = (uint64_t)now_ms() ^ (uint64_t)getpid();
+  so.seed = (uint64_t)zql_wall_ms() ^ (uint64_t)getpid();
   if (!(d->sched = zql_sched_new(&so))) {
     rc = ZQL_E_NOMEM;
     goto fail;
@@ -1074,9 +1072,9 @@ static void retention(daemon_t *d, int64_t t, int64_t *last)
 
 static void main_loop(daemon_t *d)
 {
-  int64_t last_retain = now_ms();
+  int64_t last_retain = zql_wall_ms();
   while (!atomic_load(&d->term)) {
-    int64_t t = now_ms();
+    int64_t t = zql_wall_ms();
     finish_runs(d);
     if (atomic_exchange(&d->hup, 0)) {
       zql_log(ZQL_LOG_INFO, "SIGHUP: reloading the configuration and the aggregates");
@@ -1095,7 +1093,7 @@ static void main_loop(daemon_t *d)
     sample_rate(d, t);
     retention(d, t, &last_retain);
     /* sleep until something is due, a run ends, a signal, or new events (polled: 20 ms) */
-    int64_t wait = due == INT64_MAX ? 1000 : due - now_ms();
+    int64_t wait = due == INT64_MAX ? 1000 : due - zql_wall_ms();
     if (wait > 1000)
       wait = 1000;
     if (wait > 20) {
@@ -1285,7 +1283,7 @@ int main(int argc, char **argv)
   signal(SIGPIPE, SIG_IGN);
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cond, NULL);
-  d->started_ms = now_ms();
+  d->started_ms = zql_wall_ms();
   pthread_t sigt;
   pthread_create(&sigt, NULL, signal_thread, d);
   pthread_detach(sigt);

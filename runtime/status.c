@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <sys/stat.h>
 
-#include "planner/zql_plan.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
 #include "runtime/catalog.h"
@@ -140,12 +139,9 @@ static int agg_doc(zql_store_txn_t *t, const char *name, int64_t log_last, bson_
   bson_iter_t it;
   if (bson_iter_init_find(&it, &cat, "into") && BSON_ITER_HOLDS_ARRAY(&it))
     bson_append_iter(doc, "into", 4, &it);
-  zql_plan_t *p = NULL;
-  zql_strbuf_t perr = ZQL_STRBUF_INIT;
-  if (zql_plan_from_bson(e.plan, e.plan_len, &p, &perr) == 0 && p->schedule)
-    bson_append_utf8(doc, "schedule_clause", -1, p->schedule, -1);
-  zql_plan_free(p);
-  zql_strbuf_release(&perr);
+  const char *sched = get_str(&cat, "schedule"); /* the clause, as the catalog keeps it */
+  if (sched)
+    bson_append_utf8(doc, "schedule_clause", -1, sched, -1);
   bson_t wm;
   int64_t seq = 0, run = 0;
   if (zql_store_get(t, ZQL_WM_COLL, name, strlen(name), &wm, err) == 0) {

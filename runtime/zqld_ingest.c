@@ -54,6 +54,7 @@
 #include "runtime/ackjournal.h"
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
+#include "runtime/base/clock.h"
 #include "runtime/deadletter.h"
 #include "runtime/log.h"
 
@@ -168,16 +169,8 @@ static int fail(zql_strbuf_t *err, int code, const char *fmt, ...)
 
 static int64_t real_clock(void *arg)
 {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  (void)arg;
+  return zql_wall_ms();
 }
 
 static void deadline_ts(struct timespec *ts, int64_t ms)
@@ -549,7 +542,7 @@ static bool handle_pull(zql_ingestd_t *d, zql_ingestd_source_t src, int64_t unti
     pthread_mutex_unlock(&d->mu);
     if (got < max && it->bytes < room_bytes)
       return true; /* drained the socket */
-    if (until_ms && mono_ms() > until_ms)
+    if (until_ms && zql_mono_ms() > until_ms)
       return true;
   }
   return true;
@@ -675,7 +668,7 @@ static void *socket_main(void *arg)
           stop = true;
         } else if (cmd[0] == 'D') {
           /* take what ZeroMQ already buffered, within a bound, then no more */
-          int64_t until = mono_ms() + DRAIN_READ_MS;
+          int64_t until = zql_mono_ms() + DRAIN_READ_MS;
           for (int p = 0; p < 2; p++) {
             while (d->pull[p] && !handle_pull(d, (zql_ingestd_source_t)p, until)) {
               /* full: wait for the writer to make room */
@@ -684,7 +677,7 @@ static void *socket_main(void *arg)
                 pthread_cond_wait(&d->cond_space, &d->mu);
               d->sock_blocked = false;
               pthread_mutex_unlock(&d->mu);
-              if (mono_ms() > until)
+              if (zql_mono_ms() > until)
                 break;
             }
           }
