@@ -33,6 +33,7 @@
 
 #include <xxhash.h>
 
+#include "exec/pool.h"
 #include "exec/zql_exec.h"
 #include "planner/zql_plan.h"
 #include "runtime/base/alloc.h"
@@ -166,6 +167,13 @@ typedef struct agg {
   zql_strbuf_t *err;
   int64_t now;
 } agg_t;
+
+/* Threads of a run: --threads, else one per online processor. */
+static unsigned agg_threads(const agg_t *a)
+{
+  long n = a->o->threads ? (long)a->o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1u : (unsigned)n;
+}
 
 static int lock_agg(agg_t *a)
 {
@@ -423,9 +431,7 @@ static int execute(agg_t *a, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_h
   zql_run_opts_t ro;
   zql_run_opts_init(&ro);
   ro.keep_states = true;
-  ro.threads = a->o->threads ? a->o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-  if (ro.threads < 1)
-    ro.threads = 1;
+  ro.threads = agg_threads(a);
   ro.mem_limit = a->o->mem_limit;
   ro.ts_lo = ts_lo;
   ro.ts_hi = ts_hi;
@@ -704,7 +710,67 @@ static int finish_commit(agg_t *a, zql_store_txn_t *txn, runrec_t *r, const zql_
   return rc;
 }
 
-/* Commit one incremental run (modes reduce and merge) in one transaction. */
+/* ==== commit: stored documents merged on the pool's threads ==== */
+
+#define COMMIT_BATCH 64 /* rows per batch: bounds the merged documents held before their puts */
+
+/* What the write pass does with a row of the batch. */
+enum { ROW_SKIP, ROW_PUT, ROW_MERGED };
+
+/* A stored document to merge with the run's row (mode reduce). The serial pass over a
+ * batch reads it; the pool's threads merge the states, finalize and encode the new
+ * document; the write pass puts it in row order -- the same writes in the same order
+ * whatever the threads. */
+typedef struct mjob {
+  const orow_t *o;
+  uint32_t pti;
+  bson_t ost, nst;        /* the stored states (a view valid in the txn), the run's partial */
+  zql_outdoc_meta_t m;
+  bson_t doc;             /* the merged document (when rc == 0) */
+  int rc;
+  zql_strbuf_t err;
+} mjob_t;
+
+typedef struct mpool {
+  agg_t *a;
+  const zql_result_t *res;
+  mjob_t *jobs;
+  uint32_t ntables;
+  zql_refinal_t **rf;     /* [worker * ntables + table], made on first use */
+  zql_arena_t **arena;    /* [worker] */
+} mpool_t;
+
+static int merge_task(void *arg, uint32_t task, uint32_t worker)
+{
+  mpool_t *p = arg;
+  agg_t *a = p->a;
+  mjob_t *j = &p->jobs[task];
+  const orow_t *o = j->o;
+  const zql_result_table_t *rt = &p->res->tables[o->t];
+  const zql_ptable_t *pt = &a->plan->tables[j->pti];
+  const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+  zql_refinal_t **rf = &p->rf[(size_t)worker * p->ntables + j->pti];
+  zql_arena_t *arena = p->arena[worker];
+  const bson_t *sts[2] = {&j->ost, &j->nst};
+  zql_val_t *cols = zql_arena_alloc(arena, pt->ncols * sizeof *cols + 1);
+  zql_val_t merged;
+  int rc = cols ? 0 : ZQL_E_NOMEM;
+  if (!rc && !*rf)
+    rc = zql_refinal_new(a->x, j->pti, rf, &j->err);
+  if (!rc)
+    rc = zql_refinal_run(*rf, row, sts, 2, arena, cols, &merged, &j->err);
+  if (!rc && !zql_outdoc_build(&j->doc, a->plan, j->pti, cols, &merged, (const char *)o->id,
+                               o->len, &j->m))
+    rc = ZQL_E_NOMEM;
+  zql_arena_reset(arena);
+  j->rc = rc;
+  return 0; /* the write pass reports the first failure in row order */
+}
+
+/* Commit one incremental run (modes reduce and merge) in one transaction, in batches:
+ * read the batch's stored documents and settle its late rows (serial), merge the stored
+ * states with the run's (parallel: in users_daily's commit each document carries a
+ * 16 KiB hll and an exact set), then write the batch in row order (serial). */
 static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, int64_t tmax,
                               bool any)
 {
@@ -721,130 +787,164 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   bool track_late = a->wm.has_et;
   int64_t W = a->wm.et - a->plan->lateness_ms;
   const char *late = a->plan->late ? a->plan->late : "merge";
-  zql_arena_t *arena = zql_arena_create(NULL);
-  zql_refinal_t **rf = zql_calloc(a->plan->ntables ? a->plan->ntables : 1, sizeof *rf);
-  zql_store_txn_t *txn = NULL;
-  if (!arena || !rf)
+  unsigned threads = agg_threads(a);
+  mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
+  uint8_t *act = zql_calloc(COMMIT_BATCH, 1);
+  uint32_t *jix = zql_calloc(COMMIT_BATCH, sizeof *jix);
+  zql_outdoc_meta_t *meta = zql_calloc(COMMIT_BATCH, sizeof *meta);
+  p.jobs = zql_calloc(COMMIT_BATCH, sizeof *p.jobs);
+  p.rf = zql_calloc((size_t)threads * p.ntables, sizeof *p.rf);
+  p.arena = zql_calloc(threads, sizeof *p.arena);
+  if (!act || !jix || !meta || !p.jobs || !p.rf || !p.arena)
     rc = ZQL_E_NOMEM;
+  for (unsigned w = 0; w < threads && !rc; w++)
+    if (!(p.arena[w] = zql_arena_create(NULL)))
+      rc = ZQL_E_NOMEM;
+  if (rc)
+    zql_strbuf_adds(a->err, "out of memory");
+  zql_store_txn_t *txn = NULL;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
-  for (size_t i = 0; i < rs.n && !rc; i++) {
-    if (i == rs.n / 2 && i)
-      crash_point("mid-commit");
-    const orow_t *o = &rs.v[i];
-    const zql_result_table_t *rt = &res->tables[o->t];
-    uint32_t pti = zql_outdoc_table(a->plan, o->t);
-    const zql_ptable_t *pt = &a->plan->tables[pti];
-    const zql_val_t *row = &rt->vals[o->r * rt->ncols];
-    const zql_val_t *state = &rt->state[o->r];
-    const uint8_t *id = row_id(&rs, o);
-    bson_t old;
-    int g = zql_store_get(txn, pt->into, id, o->len, &old, a->err);
-    if (g < 0) {
-      rc = g;
-      break;
-    }
-    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
-    if (g == 0) {
-      zql_outdoc_read_meta(&old, &m);
-      if (m.hw >= r->hi) { /* this run was already applied to it (R12) */
-        a->rep->unchanged++;
+  for (size_t b0 = 0; b0 < rs.n && !rc; b0 += COMMIT_BATCH) {
+    size_t b1 = rs.n - b0 < COMMIT_BATCH ? rs.n : b0 + COMMIT_BATCH;
+    uint32_t nj = 0;
+    /* 1. read: the stored documents, the late rows settled, the merges collected */
+    for (size_t i = b0; i < b1 && !rc; i++) {
+      act[i - b0] = ROW_SKIP;
+      const orow_t *o = &rs.v[i];
+      const zql_result_table_t *rt = &res->tables[o->t];
+      uint32_t pti = zql_outdoc_table(a->plan, o->t);
+      const zql_ptable_t *pt = &a->plan->tables[pti];
+      const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+      const zql_val_t *state = &rt->state[o->r];
+      const uint8_t *id = row_id(&rs, o);
+      bson_t old;
+      int g = zql_store_get(txn, pt->into, id, o->len, &old, a->err);
+      if (g < 0) {
+        rc = g;
+        break;
+      }
+      zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+      if (g == 0) {
+        zql_outdoc_read_meta(&old, &m);
+        if (m.hw >= r->hi) { /* this run was already applied to it (R12) */
+          a->rep->unchanged++;
+          continue;
+        }
+        m.hw = r->hi;
+      }
+      int64_t nlate = 0;
+      if (track_late && pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE) {
+        int64_t end;
+        if (zql_bucket_end(&a->bk[pti], row[pt->bucket_col].u.i, &end) == 0 && end <= W)
+          nlate = row_events(pt, state);
+      }
+      if (nlate && strcmp(late, "merge") != 0) {
+        /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
+        a->rep->dropped += (uint64_t)nlate;
+        if (strcmp(late, "sidecar") == 0 && a->plan->sidecar) {
+          zql_strbuf_t sid = ZQL_STRBUF_INIT;
+          zql_strbuf_add(&sid, id, o->len);
+          zql_strbuf_addf(&sid, "@%" PRId64, r->hi);
+          bson_t d = BSON_INITIALIZER;
+          bson_append_utf8(&d, "agg", 3, a->name, -1);
+          bson_append_binary(&d, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
+          bson_append_int64(&d, "lo", 2, r->lo);
+          bson_append_int64(&d, "hi", 2, r->hi);
+          bson_append_int64(&d, "n", 1, nlate);
+          zql_outdoc_meta_t none = {0, 0, 0, false};
+          bson_t body = BSON_INITIALIZER;
+          if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)id, o->len, &none))
+            bson_append_document(&d, "doc", 3, &body);
+          rc = sid.oom || sid.len > ZQL_STORE_MAX_ID
+                   ? ZQL_E_NOMEM
+                   : zql_store_put(txn, a->plan->sidecar, sid.buf, sid.len, &d, a->err);
+          bson_destroy(&body);
+          bson_destroy(&d);
+          zql_strbuf_release(&sid);
+        }
+        if (!rc && g == 0) {
+          m.late += nlate;
+          rc = put_meta(txn, pt->into, id, o->len, &old, &m, a->err);
+        }
         continue;
       }
-      m.hw = r->hi;
-    }
-    int64_t nlate = 0;
-    if (track_late && pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE) {
-      int64_t end;
-      if (zql_bucket_end(&a->bk[pti], row[pt->bucket_col].u.i, &end) == 0 && end <= W)
-        nlate = row_events(pt, state);
-    }
-    if (nlate && strcmp(late, "merge") != 0) {
-      /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
-      a->rep->dropped += (uint64_t)nlate;
-      if (strcmp(late, "sidecar") == 0 && a->plan->sidecar) {
-        zql_strbuf_t sid = ZQL_STRBUF_INIT;
-        zql_strbuf_add(&sid, id, o->len);
-        zql_strbuf_addf(&sid, "@%" PRId64, r->hi);
-        bson_t d = BSON_INITIALIZER;
-        bson_append_utf8(&d, "agg", 3, a->name, -1);
-        bson_append_binary(&d, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
-        bson_append_int64(&d, "lo", 2, r->lo);
-        bson_append_int64(&d, "hi", 2, r->hi);
-        bson_append_int64(&d, "n", 1, nlate);
-        zql_outdoc_meta_t none = {0, 0, 0, false};
-        bson_t body = BSON_INITIALIZER;
-        if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)id, o->len, &none))
-          bson_append_document(&d, "doc", 3, &body);
-        rc = sid.oom || sid.len > ZQL_STORE_MAX_ID
-                 ? ZQL_E_NOMEM
-                 : zql_store_put(txn, a->plan->sidecar, sid.buf, sid.len, &d, a->err);
-        bson_destroy(&body);
-        bson_destroy(&d);
-        zql_strbuf_release(&sid);
-      }
-      if (!rc && g == 0) {
-        m.late += nlate;
-        rc = put_meta(txn, pt->into, id, o->len, &old, &m, a->err);
-      }
-      continue;
-    }
-    m.late += nlate;
-    a->rep->late += (uint64_t)nlate;
-    if (g == 0 && reduce) {
-      bson_iter_t it;
-      bson_t ost;
-      const uint8_t *sd = NULL;
-      uint32_t sl = 0;
-      if (bson_iter_init_find(&it, &old, "state") && BSON_ITER_HOLDS_DOCUMENT(&it))
-        bson_iter_document(&it, &sl, &sd);
-      bson_t nst;
-      if (!sd || !bson_init_static(&ost, sd, sl) ||
-          state->t != ZQL_V_DOC || !bson_init_static(&nst, state->u.p, state->len)) {
-        zql_strbuf_addf(a->err, "%s: stored document '%.*s' in %s has no saved states",
-                        a->name, (int)o->len, (const char *)id, pt->into);
-        rc = ZQL_E_CORRUPT;
-        break;
-      }
-      const bson_t *sts[2] = {&ost, &nst};
-      zql_val_t *cols = zql_arena_alloc(arena, pt->ncols * sizeof *cols + 1);
-      zql_val_t merged;
-      if (!cols) {
-        rc = ZQL_E_NOMEM;
-        break;
-      }
-      zql_strbuf_t e = ZQL_STRBUF_INIT;
-      if (!rf[pti])
-        rc = zql_refinal_new(a->x, pti, &rf[pti], &e);
-      if (!rc)
-        rc = zql_refinal_run(rf[pti], row, sts, 2, arena, cols, &merged, &e);
-      if (rc) {
-        zql_strbuf_addf(a->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
-                        (const char *)id, pt->into, e.buf ? e.buf : "");
-        zql_strbuf_release(&e);
-        break;
-      }
-      zql_strbuf_release(&e);
-      m.rev++;
-      rc = put_row(a, txn, pt->into, pti, cols, &merged, id, o->len, &m);
-      a->rep->updated++;
-      zql_arena_reset(arena);
-    } else {
+      m.late += nlate;
+      a->rep->late += (uint64_t)nlate;
       if (g == 0) {
         m.rev++;
         a->rep->updated++;
       } else {
         a->rep->inserted++;
       }
-      rc = put_row(a, txn, pt->into, pti, row, state, id, o->len, &m);
+      meta[i - b0] = m;
+      act[i - b0] = ROW_PUT;
+      if (g == 0 && reduce) {
+        mjob_t *j = &p.jobs[nj];
+        bson_iter_t it;
+        const uint8_t *sd = NULL;
+        uint32_t sl = 0;
+        if (bson_iter_init_find(&it, &old, "state") && BSON_ITER_HOLDS_DOCUMENT(&it))
+          bson_iter_document(&it, &sl, &sd);
+        if (!sd || !bson_init_static(&j->ost, sd, sl) || state->t != ZQL_V_DOC ||
+            !bson_init_static(&j->nst, state->u.p, state->len)) {
+          zql_strbuf_addf(a->err, "%s: stored document '%.*s' in %s has no saved states",
+                          a->name, (int)o->len, (const char *)id, pt->into);
+          rc = ZQL_E_CORRUPT;
+          break;
+        }
+        j->o = o;
+        j->pti = pti;
+        j->m = m;
+        j->rc = 0;
+        zql_strbuf_init(&j->err);
+        bson_init(&j->doc);
+        act[i - b0] = ROW_MERGED;
+        jix[i - b0] = nj++;
+      }
+    }
+    /* 2. merge, finalize and encode the stored documents (a few rows: no threads) */
+    if (!rc && nj)
+      zql_pool_run(nj >= 16 ? threads : 1, nj, merge_task, &p);
+    /* 3. write, in row order */
+    for (size_t i = b0; i < b1 && !rc; i++) {
+      if (i == rs.n / 2 && i)
+        crash_point("mid-commit");
+      const orow_t *o = &rs.v[i];
+      uint32_t pti = zql_outdoc_table(a->plan, o->t);
+      const zql_ptable_t *pt = &a->plan->tables[pti];
+      if (act[i - b0] == ROW_MERGED) {
+        const mjob_t *j = &p.jobs[jix[i - b0]];
+        if (j->rc) {
+          zql_strbuf_addf(a->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
+                          (const char *)o->id, pt->into, j->err.buf ? j->err.buf : "");
+          rc = j->rc;
+        } else {
+          rc = zql_store_put(txn, pt->into, o->id, o->len, &j->doc, a->err);
+        }
+      } else if (act[i - b0] == ROW_PUT) {
+        const zql_result_table_t *rt = &res->tables[o->t];
+        rc = put_row(a, txn, pt->into, pti, &rt->vals[o->r * rt->ncols], &rt->state[o->r],
+                     o->id, o->len, &meta[i - b0]);
+      }
+    }
+    for (uint32_t k = 0; k < nj; k++) {
+      bson_destroy(&p.jobs[k].doc);
+      zql_strbuf_release(&p.jobs[k].err);
     }
   }
   if (txn)
     rc = finish_commit(a, txn, r, res, rc, any, tmax);
-  for (uint32_t i = 0; rf && i < a->plan->ntables; i++)
-    zql_refinal_free(rf[i]);
-  zql_free(rf);
-  zql_arena_delete(arena);
+  for (size_t i = 0; p.rf && i < (size_t)threads * p.ntables; i++)
+    zql_refinal_free(p.rf[i]);
+  for (unsigned w = 0; p.arena && w < threads; w++)
+    zql_arena_delete(p.arena[w]);
+  zql_free(p.rf);
+  zql_free(p.arena);
+  zql_free(p.jobs);
+  zql_free(act);
+  zql_free(jix);
+  zql_free(meta);
   rowset_free(&rs);
   a->rep->commit_seconds += mono() - t0;
   if (!rc)
