@@ -32,6 +32,9 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -893,6 +896,13 @@ int zql_store_open_lmdb(const char *data_dir, zql_store_t **out, zql_strbuf_t *e
    * (LMDB's ACI); a machine crash -- not a process crash -- may take back the last
    * commit, and with it the watermark: the run is then done again from the durable event
    * log, to the same result (docs/incremental.md, "Guarantees"). */
+#ifdef __GLIBC__
+  /* mdb_env_open callocs a 2 MiB dirty-page list. Served from the heap's free top (zql
+   * pads the heap by 16 MiB) calloc clears it with memset, 512 page faults, 0.7 ms of
+   * every `zql agg run`; trimming the top first makes it an mmap, zeroed by the kernel
+   * and touched only where LMDB uses it. */
+  malloc_trim(0);
+#endif
   if ((rc = mdb_env_set_maxdbs(s->env, MAXDBS)) ||
       (rc = mdb_env_set_mapsize(s->env, s->mapsize)) ||
       (rc = mdb_env_open(s->env, s->path, MDB_NOTLS | MDB_NOMETASYNC, 0666)) ||
