@@ -139,15 +139,19 @@ typedef struct zql_evlog_reader zql_evlog_reader_t;
  * and the complete records of the .open segment as of now. Takes no lock. ZQL_E_CORRUPT
  * for a bad index or a gap. */
 int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err);
-/* The same, for a reader of the records after `after_seq` only (an incremental run): the
- * sealed segments wholly at or before it are not mapped at open but when a cursor enters
- * one, which then fails (ZQL_E_IO) if log retention removed the file in between. Opening
- * costs an index read per sealed segment instead of a mapping set up and torn down. */
+/* The same, for a reader of the records after `after_seq` mostly (an incremental run):
+ * the sealed segments wholly at or before it are neither read nor mapped at open (their
+ * bounds come from the file names, their size from stat) but when a cursor enters one or
+ * zql_evlog_reader_segment asks for its times; a cursor then fails (ZQL_E_IO) if log
+ * retention removed the file in between. The snapshot can still read every record. */
 int zql_evlog_reader_open_after(const char *dir, int64_t after_seq, zql_evlog_reader_t **out,
                                 zql_strbuf_t *err);
 void zql_evlog_reader_close(zql_evlog_reader_t *r);
 size_t zql_evlog_reader_nsegments(const zql_evlog_reader_t *r);
 const zql_evlog_seginfo_t *zql_evlog_reader_segment(const zql_evlog_reader_t *r, size_t i);
+/* The bytes of the snapshot's segments (the sum of their seginfo bytes), without reading
+ * the index of a segment an open_after reader left unread. */
+uint64_t zql_evlog_reader_bytes(const zql_evlog_reader_t *r);
 /* _seq bounds of the snapshot: records first..last (last = first - 1 when empty). */
 int64_t zql_evlog_reader_first_seq(const zql_evlog_reader_t *r);
 int64_t zql_evlog_reader_last_seq(const zql_evlog_reader_t *r);

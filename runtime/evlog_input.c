@@ -73,6 +73,5 @@ void zql_evlog_input(zql_evlog_reader_t *r, zql_input_t *in)
   in->open = in_open;
   in->next = in_next;
   in->close = in_close;
-  for (size_t i = 0; i < zql_evlog_reader_nsegments(r); i++)
-    in->bytes += zql_evlog_reader_segment(r, i)->bytes;
+  in->bytes = zql_evlog_reader_bytes(r);
 }
