@@ -65,12 +65,50 @@ bool zql_plan_mergeable(const zql_plan_t *p)
   return true;
 }
 
+bool zql_plan_bucket_of_timestamp(const zql_plan_t *p, int32_t bucket)
+{
+  for (uint32_t i = 0; i < p->map.n; i++) {
+    const zql_insn_t *in = &p->map.code[i];
+    if (in->op != ZQL_I_BUCKET || in->c != (uint32_t)bucket)
+      continue;
+    for (uint32_t e = 0; e < p->nextract; e++)
+      if (p->extract[e].reg == in->a && p->extract[e].nfields == 1 &&
+          strcmp(p->extract[e].fields[0], "timestamp") == 0)
+        return true;
+    return false;
+  }
+  return false;
+}
+
+bool zql_plan_recompute_dirty(const zql_plan_t *p)
+{
+  if (p->is_query || zql_plan_mergeable(p) || p->source_agg || p->limit >= 0 || p->norder ||
+      p->ntables != 1)
+    return false;
+  const zql_ptable_t *t = &p->tables[0];
+  if (t->intermediate || t->prepass || t->bucket_col < 0 || t->bucket < 0 ||
+      !zql_plan_bucket_of_timestamp(p, t->bucket))
+    return false;
+  if (t->has_rank) { /* the ranking must stay inside a bucket */
+    bool within = false;
+    for (uint32_t k = 0; k < t->nrank_within; k++)
+      within = within || t->rank_within[k] == (uint32_t)t->bucket_col;
+    if (!within)
+      return false;
+  }
+  return true;
+}
+
 /* How the results store runs an aggregate compiled for it (runtime/incr.c). */
 static void incremental_lines(zql_strbuf_t *out, const zql_plan_t *p)
 {
   bool merge = zql_plan_mergeable(p);
   const char *how;
-  if (strcmp(p->mode, "replace") == 0 || !merge)
+  if (strcmp(p->mode, "replace") != 0 && zql_plan_recompute_dirty(p))
+    how = "[recompute-dirty] recompute the time buckets the new events fall in, from all "
+          "their events (read by timestamp), and replace exactly their documents (the "
+          "outputs cannot absorb new events by merging)";
+  else if (strcmp(p->mode, "replace") == 0 || !merge)
     how = merge ? "full recompute into a shadow, swapped in atomically"
                 : "[recompute-full] each run recomputes from all events into a shadow, "
                   "swapped in atomically (the outputs cannot absorb new events by merging)";

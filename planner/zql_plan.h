@@ -52,6 +52,15 @@ void zql_plan_explain(zql_strbuf_t *out, const zql_plan_t *p, const zql_explain_
  * stages, session keys, rank, having, order/limit, `from agg` source, or user reducer
  * without merge. Otherwise each run recomputes (R14; EXPLAIN says [recompute-full]). */
 bool zql_plan_mergeable(const zql_plan_t *p);
+/* Whether a non-mergeable p can be run by recomputing only the time buckets new events
+ * fall in (R14, EXPLAIN [recompute-dirty]): one output table, keyed by a bucket of the
+ * event's `timestamp`, whose every document depends on the events of its bucket alone --
+ * rank within a partition that includes the bucket, having, reducers without merge; no
+ * per stage, session key, global order/limit or `from agg` source. */
+bool zql_plan_recompute_dirty(const zql_plan_t *p);
+/* Whether bucket spec `bucket` (an index in p->buckets) buckets the event's own
+ * `timestamp`, so that the events of a bucket are those with frame times in it. */
+bool zql_plan_bucket_of_timestamp(const zql_plan_t *p, int32_t bucket);
 
 /* Serialize a plan (the whole plan, versioned by ZQL_PLAN_FORMAT) and read it back.
  * from_bson validates everything (register and pool indexes, jump targets), so a

@@ -1174,6 +1174,254 @@ static int run_incremental(agg_t *a, runrec_t *r)
 
 static int backfill_continue(agg_t *a, runrec_t *r); /* below */
 
+/* ==== recompute-dirty (R14) ==== */
+
+/* A time bucket the new events fall in: its start, its events, whether it was closed (its
+ * end at or before the event-time watermark W, R13) before this run. */
+typedef struct dbucket {
+  int64_t start, end;
+  int64_t events;
+  bool closed;
+} dbucket_t;
+
+static int dbucket_cmp(const void *x, const void *y)
+{
+  const dbucket_t *a = x, *b = y;
+  return a->start < b->start ? -1 : a->start > b->start;
+}
+
+/* The distinct buckets of the timestamps of events (lo, hi], ascending, with the events of
+ * each, read from the frames alone (no document is decoded); *tmax: the largest time. */
+static int dirty_buckets(agg_t *a, const zql_bucket_t *bk, int64_t lo, int64_t hi,
+                         dbucket_t **out, size_t *nout, int64_t *tmax)
+{
+  *out = NULL;
+  *nout = 0;
+  *tmax = INT64_MIN;
+  int rc = open_log(a);
+  if (rc)
+    return rc;
+  zql_evlog_range_t q;
+  zql_evlog_range_all(&q);
+  q.seq_lo = lo;
+  q.seq_hi = hi;
+  zql_evlog_cursor_t *c = NULL;
+  if ((rc = zql_evlog_cursor_open(a->reader, &q, &c, a->err)) != 0)
+    return rc;
+  dbucket_t *v = NULL;
+  size_t n = 0, cap = 0;
+  zql_evlog_view_t views[256];
+  int k;
+  while (rc == 0 && (k = zql_evlog_cursor_next(c, views, 256, a->err)) != 0) {
+    if (k < 0) {
+      rc = k;
+      break;
+    }
+    for (int i = 0; i < k && !rc; i++) {
+      int64_t ts = views[i].ts;
+      if (ts > *tmax)
+        *tmax = ts;
+      if (n && ts >= v[n - 1].start && ts < v[n - 1].end) { /* events come mostly in order */
+        v[n - 1].events++;
+        continue;
+      }
+      int64_t s, e;
+      if (zql_bucket_start(bk, ts, &s) != 0 || zql_bucket_end(bk, ts, &e) != 0)
+        continue; /* outside the representable times: no bucket, as in the executor */
+      if (n == cap) {
+        size_t nc = cap ? 2 * cap : 64;
+        dbucket_t *nv = zql_reallocarray(v, nc, sizeof *nv);
+        if (!nv) {
+          rc = ZQL_E_NOMEM;
+          zql_strbuf_adds(a->err, "out of memory");
+          break;
+        }
+        v = nv;
+        cap = nc;
+      }
+      v[n++] = (dbucket_t){s, e, 1, false};
+    }
+  }
+  zql_evlog_cursor_close(c);
+  if (rc) {
+    zql_free(v);
+    return rc;
+  }
+  /* sort, then one entry per bucket */
+  if (n)
+    qsort(v, n, sizeof *v, dbucket_cmp);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (m && v[m - 1].start == v[i].start)
+      v[m - 1].events += v[i].events;
+    else
+      v[m++] = v[i];
+  }
+  *out = v;
+  *nout = m;
+  return 0;
+}
+
+/* The bucket holding time b (a document's b), or NULL. */
+static const dbucket_t *dbucket_find(const dbucket_t *v, size_t n, int64_t b)
+{
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (v[mid].start < b)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < n && v[lo].start == b ? &v[lo] : NULL;
+}
+
+typedef struct stale {
+  const dbucket_t *v;
+  size_t n;
+  const rowset_t *rs;   /* the recomputed rows, one rowset per range */
+  size_t nrs;
+  zql_strbuf_t ids;
+  uint64_t count;
+} stale_t;
+
+/* A stored document of a recomputed bucket that the recomputation did not produce (a
+ * value that left the ranking, a group that no longer passes `having`): to delete. */
+static int stale_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  stale_t *s = arg;
+  bson_iter_t it;
+  if (!bson_iter_init_find(&it, doc, "b") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+    return 0;
+  const dbucket_t *d = dbucket_find(s->v, s->n, bson_iter_date_time(&it));
+  if (!d || d->events < 0)
+    return 0; /* not recomputed (or skipped as late) */
+  for (size_t i = 0; i < s->nrs; i++)
+    if (has_id(&s->rs[i], 0, id, idlen))
+      return 0;
+  ids_add(&s->ids, id, idlen);
+  s->count++;
+  return 0;
+}
+
+/* R14 for a plan zql_plan_recompute_dirty accepts: the buckets the events (lo, hi] fall in
+ * are recomputed from all their events up to hi (read by timestamp, one engine run per
+ * run of adjacent buckets), and their documents replaced -- new rows put, rows the
+ * recomputation no longer gives deleted -- in the transaction that moves the watermark.
+ * Late events (R13): `merge` recomputes a closed bucket and adds its late events to the
+ * documents' _late; `drop` and `sidecar` leave a closed bucket as it is and count them
+ * (the partial of a non-mergeable plan cannot be kept for a later merge: a backfill or a
+ * rebuild recomputes the bucket with them). */
+static int run_dirty(agg_t *a, runrec_t *r)
+{
+  const zql_ptable_t *pt = &a->plan->tables[0];
+  const zql_bucket_t *bk = &a->bk[0];
+  dbucket_t *v = NULL;
+  size_t nv = 0;
+  int64_t tmax;
+  /* the new events once through the plan: their ERROR counts (R5) and events, as any run */
+  zql_result_t *fresh = NULL;
+  int rc = execute(a, r->lo, r->hi, INT64_MIN, INT64_MAX, &fresh);
+  if (!rc)
+    rc = dirty_buckets(a, bk, r->lo, r->hi, &v, &nv, &tmax);
+  uint64_t events = a->rep->events;
+  bool track_late = a->wm.has_et;
+  int64_t W = a->wm.et - a->plan->lateness_ms;
+  bool merge_late = !a->plan->late || strcmp(a->plan->late, "merge") == 0;
+  for (size_t i = 0; i < nv; i++) {
+    v[i].closed = track_late && v[i].end <= W;
+    if (v[i].closed && !merge_late) {
+      a->rep->dropped += (uint64_t)v[i].events;
+      v[i].events = -1; /* not recomputed */
+    } else if (v[i].closed) {
+      a->rep->late += (uint64_t)v[i].events;
+    }
+  }
+  /* one engine run per range of adjacent recomputed buckets */
+  size_t nrs = 0;
+  rowset_t *rs = zql_calloc(nv ? nv : 1, sizeof *rs);
+  zql_result_t **res = zql_calloc(nv ? nv : 1, sizeof *res);
+  if (!rc && (!rs || !res)) {
+    rc = ZQL_E_NOMEM;
+    zql_strbuf_adds(a->err, "out of memory");
+  }
+  for (size_t i = 0; i < nv && !rc;) {
+    if (v[i].events < 0) {
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < nv && v[j].events >= 0 && v[j].start == v[j - 1].end)
+      j++;
+    rc = execute(a, 0, r->hi, v[i].start, v[j - 1].end, &res[nrs]);
+    if (!rc)
+      rc = rowset_build(a, res[nrs], &rs[nrs]);
+    nrs++;
+    i = j;
+  }
+  a->rep->events = events; /* the new events, not the recomputation's */
+  crash_point("before-commit");
+  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
+  zql_store_txn_t *txn = NULL;
+  if (!rc)
+    rc = zql_store_begin(a->s, true, &txn, a->err);
+  /* the documents of the recomputed buckets that are no longer produced */
+  stale_t st = {v, nv, rs, nrs, ZQL_STRBUF_INIT, 0};
+  if (!rc)
+    rc = zql_store_scan(txn, pt->into, NULL, 0, NULL, 0, stale_visit, &st, a->err);
+  if (rc == ZQL_STORE_NOTFOUND)
+    rc = 0;
+  if (!rc)
+    rc = ids_delete(txn, pt->into, &st.ids, a->err);
+  if (!rc)
+    a->rep->deleted += st.count;
+  zql_strbuf_release(&st.ids);
+  size_t nput = 0;
+  for (size_t k = 0; k < nrs && !rc; k++)
+    for (size_t i = 0; i < rs[k].n && !rc; i++) {
+      if (nput++ == 1)
+        crash_point("mid-commit");
+      const orow_t *o = &rs[k].v[i];
+      const zql_result_table_t *rt = &res[k]->tables[o->t];
+      const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+      const zql_val_t *b = &row[pt->bucket_col];
+      const dbucket_t *d = b->t == ZQL_V_DATE ? dbucket_find(v, nv, b->u.i) : NULL;
+      if (!d || d->events < 0 || b->u.i < cutoff)
+        continue; /* the range's events in no recomputed bucket; or retained away (R19) */
+      bson_t old;
+      zql_outdoc_meta_t m = {r->hi, 1, 0, true};
+      int g = zql_store_get(txn, pt->into, o->id, o->len, &old, a->err);
+      if (g < 0) {
+        rc = g;
+        break;
+      }
+      if (g == 0) {
+        zql_outdoc_read_meta(&old, &m);
+        m.hw = r->hi;
+        m.rev++;
+        a->rep->updated++;
+      } else {
+        a->rep->inserted++;
+      }
+      if (d->closed)
+        m.late += d->events;
+      rc = put_row(a, txn, pt->into, 0, row, &rt->state[o->r], o->id, o->len, &m);
+    }
+  if (txn)
+    rc = finish_commit(a, txn, r, fresh, rc, tmax != INT64_MIN, tmax);
+  for (size_t k = 0; k < nrs; k++) {
+    rowset_free(&rs[k]);
+    zql_result_free(res[k]);
+  }
+  zql_free(rs);
+  zql_free(res);
+  zql_free(v);
+  zql_result_free(fresh);
+  if (!rc)
+    crash_point("after-commit");
+  return rc;
+}
+
 /* A run with nothing new still expires documents past their retention (R19). */
 static int sweep_only(agg_t *a)
 {
@@ -1298,9 +1546,16 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
       return rc;
     }
     r.run = a.wm.run + 1;
+    /* R14: a plan that cannot merge may still recompute only the buckets of the new
+     * events (not on its first run: that is all of them) */
+    bool dirty = full && !rebuild && !a.rebuild_pending && a.wm.seq > 0 &&
+                 strcmp(a.plan->mode, "replace") != 0 && zql_plan_recompute_dirty(a.plan);
     snprintf(r.kind, sizeof r.kind, "%s",
-             rebuild || a.rebuild_pending ? "rebuild" : full ? "full" : "incremental");
-    r.lo = full ? 0 : a.wm.seq;
+             rebuild || a.rebuild_pending ? "rebuild"
+             : dirty                      ? "dirty"
+             : full                       ? "full"
+                                          : "incremental");
+    r.lo = full && !dirty ? 0 : a.wm.seq;
     r.hi = hi;
     r.started = zql_wall_ms();
     snprintf(r.status, sizeof r.status, "started");
@@ -1320,6 +1575,8 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
   rep->hi = r.hi;
   if (strcmp(r.kind, "incremental") == 0)
     rc = strcmp(a.plan->mode, "upsert") == 0 ? run_upsert(&a, &r) : run_incremental(&a, &r);
+  else if (strcmp(r.kind, "dirty") == 0)
+    rc = run_dirty(&a, &r);
   else
     rc = run_full(&a, &r);
   if (rc && rc != ZQL_E_NOMEM && rc != ZQL_E_IO)
@@ -1330,24 +1587,6 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
 }
 
 /* ==== backfill (R15) ==== */
-
-/* Whether the bucket spec of table t buckets the event's own `timestamp`: then the events
- * of a bucket range are exactly those with frame timestamps in it, and the log prunes by
- * time; otherwise every batch reads all events. */
-static bool bucket_of_timestamp(const zql_plan_t *p, int32_t bucket)
-{
-  for (uint32_t i = 0; i < p->map.n; i++) {
-    const zql_insn_t *in = &p->map.code[i];
-    if (in->op != ZQL_I_BUCKET || in->c != (uint32_t)bucket)
-      continue;
-    for (uint32_t e = 0; e < p->nextract; e++)
-      if (p->extract[e].reg == in->a && p->extract[e].nfields == 1 &&
-          strcmp(p->extract[e].fields[0], "timestamp") == 0)
-        return true;
-    return false;
-  }
-  return false;
-}
 
 typedef struct sidesweep {
   const char *agg;
@@ -1466,7 +1705,7 @@ static int backfill_continue(agg_t *a, runrec_t *r)
     return 0;
   }
   const zql_bucket_t *bk = &a->bk[pti];
-  bool by_ts = bucket_of_timestamp(a->plan, a->plan->tables[pti].bucket);
+  bool by_ts = zql_plan_bucket_of_timestamp(a->plan, a->plan->tables[pti].bucket);
   bool first_batch = true;
   int rc = 0;
   while (!rc && r->done > r->from) {

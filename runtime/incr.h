@@ -43,7 +43,7 @@ void zql_incr_opts_init(zql_incr_opts_t *o);
 
 typedef struct zql_incr_report {
   int64_t run;            /* the run number; 0 when there was nothing to do */
-  char kind[16];          /* "incremental", "full", "rebuild", "backfill" */
+  char kind[16];          /* "incremental", "dirty", "full", "rebuild", "backfill" */
   int64_t lo, hi;         /* (lo, hi] */
   bool resumed;           /* a run left `started` was re-executed */
   uint64_t events;        /* events read */

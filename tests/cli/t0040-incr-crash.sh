@@ -129,7 +129,7 @@ while [ $round -lt 5 ]; do
     rebuild-built | rebuild-swap)
       pick $AGGS types_all top_daily; victim=$R_
       case $victim in
-      types_all | top_daily) set -- agg run "$victim" ;; # full runs rebuild too
+      types_all) set -- agg run "$victim" ;; # its full runs (mode replace) rebuild too
       *) set -- agg rebuild "$victim" ;;
       esac ;;
     backfill-batch)
