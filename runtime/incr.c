@@ -1362,6 +1362,7 @@ static int run_dirty(agg_t *a, runrec_t *r)
   a->rep->events = events; /* the new events, not the recomputation's */
   crash_point("before-commit");
   int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
+  double t0 = mono();
   zql_store_txn_t *txn = NULL;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
@@ -1409,6 +1410,7 @@ static int run_dirty(agg_t *a, runrec_t *r)
     }
   if (txn)
     rc = finish_commit(a, txn, r, fresh, rc, tmax != INT64_MIN, tmax);
+  a->rep->commit_seconds += mono() - t0;
   for (size_t k = 0; k < nrs; k++) {
     rowset_free(&rs[k]);
     zql_result_free(res[k]);
