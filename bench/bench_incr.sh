@@ -13,7 +13,7 @@
 # line, which cover plan loading, execution, the commit and its fsync):
 #   incremental  `zql agg run` over the last T events          -> seconds / T
 #   full         `zql agg rebuild` over all N events          -> seconds / N
-# and prints both per-event costs and their ratio for each aggregate. With --repeat R (3 by
+# and prints both per-event costs and their ratio for each aggregate. With --repeat R (5 by
 # default) each measurement is taken R times (the incremental one on a store set up anew
 # each time) and the best counts: a shared virtual machine's noise only ever adds time.
 set -eu
@@ -23,7 +23,7 @@ N=10000000
 T=100000
 THREADS=
 KEEP=
-REPEAT=3
+REPEAT=5
 while [ $# -gt 0 ]; do
   case $1 in
     --events) N=$2; shift 2 ;;
