@@ -787,6 +787,9 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   bool track_late = a->wm.has_et;
   int64_t W = a->wm.et - a->plan->lateness_ms;
   const char *late = a->plan->late ? a->plan->late : "merge";
+  /* R19: rows of buckets past the retention are not written (a full run writes none
+   * either; the sweep removes the stored ones) */
+  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   unsigned threads = agg_threads(a);
   mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
   uint8_t *act = zql_calloc(COMMIT_BATCH, 1);
@@ -818,6 +821,11 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
       const zql_val_t *row = &rt->vals[o->r * rt->ncols];
       const zql_val_t *state = &rt->state[o->r];
       const uint8_t *id = row_id(&rs, o);
+      if (pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE &&
+          row[pt->bucket_col].u.i < cutoff) {
+        a->rep->deleted++; /* retained away */
+        continue;
+      }
       bson_t old;
       int g = zql_store_get(txn, pt->into, id, o->len, &old, a->err);
       if (g < 0) {
@@ -994,6 +1002,7 @@ static int run_upsert(agg_t *a, runrec_t *r)
   if (!rc)
     rc = rowset_build(a, all, &rs);
   crash_point("before-commit");
+  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   zql_store_txn_t *txn = NULL;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
@@ -1007,6 +1016,12 @@ static int run_upsert(agg_t *a, runrec_t *r)
     const zql_result_table_t *rt = &all->tables[o->t];
     uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const char *coll = a->plan->tables[pti].into;
+    int32_t bc = a->plan->tables[pti].bucket_col;
+    if (bc >= 0 && rt->vals[o->r * rt->ncols + (uint32_t)bc].t == ZQL_V_DATE &&
+        rt->vals[o->r * rt->ncols + (uint32_t)bc].u.i < cutoff) {
+      a->rep->deleted++; /* retained away (R19) */
+      continue;
+    }
     bson_t old;
     zql_outdoc_meta_t m = {r->hi, 1, 0, true};
     int g = zql_store_get(txn, coll, id, o->len, &old, a->err);
@@ -1647,6 +1662,10 @@ static int backfill_batch(agg_t *a, runrec_t *r, uint32_t pti, bool by_ts, int64
     const zql_val_t *b = &row[pt->bucket_col];
     if (b->t != ZQL_V_DATE || b->u.i < bs || b->u.i >= be)
       continue; /* outside this batch (by_ts: events of the range in other buckets) */
+    if (a->plan->retain_ms >= 0 && b->u.i < a->now - a->plan->retain_ms) {
+      a->rep->deleted++; /* retained away (R19) */
+      continue;
+    }
     bson_t old;
     zql_outdoc_meta_t m = {r->hi, 1, 0, true};
     int g = zql_store_get(txn, pt->into, o->id, o->len, &old, a->err);
