@@ -578,24 +578,20 @@ static int put_row(agg_t *a, zql_store_txn_t *txn, const char *coll, uint32_t pt
   return rc;
 }
 
-/* A stored document with new bookkeeping fields (late drops change only _late, _hw). */
-static int put_meta(zql_store_txn_t *txn, const char *coll, const uint8_t *id, size_t idlen,
-                    const bson_t *old, const zql_outdoc_meta_t *meta, zql_strbuf_t *err)
+/* A stored document with new bookkeeping fields (late drops change only _late, _hw), in d
+ * (initialized). */
+static void meta_doc(bson_t *d, const bson_t *old, const zql_outdoc_meta_t *meta)
 {
-  bson_t d = BSON_INITIALIZER;
   bson_iter_t it;
   if (bson_iter_init(&it, old))
     while (bson_iter_next(&it)) {
       const char *k = bson_iter_key(&it);
       if (strcmp(k, "_hw") && strcmp(k, "_rev") && strcmp(k, "_late"))
-        bson_append_iter(&d, k, -1, &it);
+        bson_append_iter(d, k, -1, &it);
     }
-  bson_append_int64(&d, "_hw", 3, meta->hw);
-  bson_append_int64(&d, "_rev", 4, meta->rev);
-  bson_append_int64(&d, "_late", 5, meta->late);
-  int rc = zql_store_put(txn, coll, id, idlen, &d, err);
-  bson_destroy(&d);
-  return rc;
+  bson_append_int64(d, "_hw", 3, meta->hw);
+  bson_append_int64(d, "_rev", 4, meta->rev);
+  bson_append_int64(d, "_late", 5, meta->late);
 }
 
 /* Add the run's ERROR counts to zagg.NAME._errors (R5). */
@@ -715,7 +711,15 @@ static int finish_commit(agg_t *a, zql_store_txn_t *txn, runrec_t *r, const zql_
 #define COMMIT_BATCH 64 /* rows per batch: bounds the merged documents held before their puts */
 
 /* What the write pass does with a row of the batch. */
-enum { ROW_SKIP, ROW_PUT, ROW_MERGED };
+enum { ROW_SKIP, ROW_PUT, ROW_MERGED, ROW_LATE };
+
+/* The writes of a row whose late events are dropped or kept aside: its sidecar entry, its
+ * stored document with new bookkeeping (built in the read pass, put in the write pass). */
+typedef struct lwrite {
+  zql_strbuf_t sid;
+  bson_t side, meta;
+  bool has_side, has_meta;
+} lwrite_t;
 
 /* A stored document to merge with the run's row (mode reduce). The serial pass over a
  * batch reads it; the pool's threads merge the states, finalize and encode the new
@@ -793,13 +797,16 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   unsigned threads = agg_threads(a);
   mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
   uint8_t *act = zql_calloc(COMMIT_BATCH, 1);
+  lwrite_t *lw = zql_calloc(COMMIT_BATCH, sizeof *lw);
   uint32_t *jix = zql_calloc(COMMIT_BATCH, sizeof *jix);
   zql_outdoc_meta_t *meta = zql_calloc(COMMIT_BATCH, sizeof *meta);
   p.jobs = zql_calloc(COMMIT_BATCH, sizeof *p.jobs);
   p.rf = zql_calloc((size_t)threads * p.ntables, sizeof *p.rf);
   p.arena = zql_calloc(threads, sizeof *p.arena);
-  if (!act || !jix || !meta || !p.jobs || !p.rf || !p.arena)
+  if (!act || !lw || !jix || !meta || !p.jobs || !p.rf || !p.arena)
     rc = ZQL_E_NOMEM;
+  for (size_t i = 0; lw && i < COMMIT_BATCH; i++)
+    zql_strbuf_init(&lw[i].sid);
   for (unsigned w = 0; w < threads && !rc; w++)
     if (!(p.arena[w] = zql_arena_create(NULL)))
       rc = ZQL_E_NOMEM;
@@ -811,7 +818,8 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   for (size_t b0 = 0; b0 < rs.n && !rc; b0 += COMMIT_BATCH) {
     size_t b1 = rs.n - b0 < COMMIT_BATCH ? rs.n : b0 + COMMIT_BATCH;
     uint32_t nj = 0;
-    /* 1. read: the stored documents, the late rows settled, the merges collected */
+    /* 1. read: the stored documents (views, valid until the first write: this pass and
+     * the merges write nothing), the late rows settled, the merges collected */
     for (size_t i = b0; i < b1 && !rc; i++) {
       act[i - b0] = ROW_SKIP;
       const orow_t *o = &rs.v[i];
@@ -827,7 +835,7 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
         continue;
       }
       bson_t old;
-      int g = zql_store_get(txn, pt->into, id, o->len, &old, a->err);
+      int g = zql_store_peek(txn, pt->into, id, o->len, &old, a->err);
       if (g < 0) {
         rc = g;
         break;
@@ -850,30 +858,33 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
       if (nlate && strcmp(late, "merge") != 0) {
         /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
         a->rep->dropped += (uint64_t)nlate;
+        lwrite_t *l = &lw[i - b0];
+        act[i - b0] = ROW_LATE;
         if (strcmp(late, "sidecar") == 0 && a->plan->sidecar) {
-          zql_strbuf_t sid = ZQL_STRBUF_INIT;
-          zql_strbuf_add(&sid, id, o->len);
-          zql_strbuf_addf(&sid, "@%" PRId64, r->hi);
-          bson_t d = BSON_INITIALIZER;
-          bson_append_utf8(&d, "agg", 3, a->name, -1);
-          bson_append_binary(&d, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
-          bson_append_int64(&d, "lo", 2, r->lo);
-          bson_append_int64(&d, "hi", 2, r->hi);
-          bson_append_int64(&d, "n", 1, nlate);
+          zql_strbuf_add(&l->sid, id, o->len);
+          zql_strbuf_addf(&l->sid, "@%" PRId64, r->hi);
+          bson_init(&l->side);
+          l->has_side = true;
+          bson_append_utf8(&l->side, "agg", 3, a->name, -1);
+          bson_append_binary(&l->side, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
+          bson_append_int64(&l->side, "lo", 2, r->lo);
+          bson_append_int64(&l->side, "hi", 2, r->hi);
+          bson_append_int64(&l->side, "n", 1, nlate);
           zql_outdoc_meta_t none = {0, 0, 0, false};
           bson_t body = BSON_INITIALIZER;
           if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)id, o->len, &none))
-            bson_append_document(&d, "doc", 3, &body);
-          rc = sid.oom || sid.len > ZQL_STORE_MAX_ID
-                   ? ZQL_E_NOMEM
-                   : zql_store_put(txn, a->plan->sidecar, sid.buf, sid.len, &d, a->err);
+            bson_append_document(&l->side, "doc", 3, &body);
           bson_destroy(&body);
-          bson_destroy(&d);
-          zql_strbuf_release(&sid);
+          if (l->sid.oom || l->sid.len > ZQL_STORE_MAX_ID) {
+            rc = ZQL_E_NOMEM;
+            zql_strbuf_adds(a->err, "out of memory");
+          }
         }
         if (!rc && g == 0) {
           m.late += nlate;
-          rc = put_meta(txn, pt->into, id, o->len, &old, &m, a->err);
+          bson_init(&l->meta);
+          l->has_meta = true;
+          meta_doc(&l->meta, &old, &m);
         }
         continue;
       }
@@ -930,6 +941,12 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
         } else {
           rc = zql_store_put(txn, pt->into, o->id, o->len, &j->doc, a->err);
         }
+      } else if (act[i - b0] == ROW_LATE) {
+        lwrite_t *l = &lw[i - b0];
+        if (l->has_side)
+          rc = zql_store_put(txn, a->plan->sidecar, l->sid.buf, l->sid.len, &l->side, a->err);
+        if (!rc && l->has_meta)
+          rc = zql_store_put(txn, pt->into, o->id, o->len, &l->meta, a->err);
       } else if (act[i - b0] == ROW_PUT) {
         const zql_result_table_t *rt = &res->tables[o->t];
         rc = put_row(a, txn, pt->into, pti, &rt->vals[o->r * rt->ncols], &rt->state[o->r],
@@ -939,6 +956,15 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
     for (uint32_t k = 0; k < nj; k++) {
       bson_destroy(&p.jobs[k].doc);
       zql_strbuf_release(&p.jobs[k].err);
+    }
+    for (size_t i = b0; i < b1; i++) {
+      lwrite_t *l = &lw[i - b0];
+      if (l->has_side)
+        bson_destroy(&l->side);
+      if (l->has_meta)
+        bson_destroy(&l->meta);
+      zql_strbuf_release(&l->sid);
+      l->has_side = l->has_meta = false;
     }
   }
   if (txn)
@@ -951,6 +977,7 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   zql_free(p.arena);
   zql_free(p.jobs);
   zql_free(act);
+  zql_free(lw);
   zql_free(jix);
   zql_free(meta);
   rowset_free(&rs);

@@ -84,6 +84,9 @@ typedef struct zql_store_ops {
   void (*abort)(zql_store_txn_t *t);
   int (*get)(zql_store_txn_t *t, const char *coll, const void *id, size_t idlen, bson_t *doc,
              zql_strbuf_t *err);
+  /* optional: get whose view is valid only until the next write in t (no copy) */
+  int (*peek)(zql_store_txn_t *t, const char *coll, const void *id, size_t idlen, bson_t *doc,
+              zql_strbuf_t *err);
   int (*put)(zql_store_txn_t *t, const char *coll, const void *id, size_t idlen,
              const bson_t *doc, zql_strbuf_t *err);
   int (*del)(zql_store_txn_t *t, const char *coll, const void *id, size_t idlen,
@@ -164,6 +167,18 @@ static inline void zql_store_abort(zql_store_txn_t *t)
 static inline int zql_store_get(zql_store_txn_t *t, const char *coll, const void *id,
                                 size_t idlen, bson_t *doc, zql_strbuf_t *err)
 {
+  return t->store->ops->get(t, coll, id, idlen, doc, err);
+}
+
+/* As zql_store_get, but the view is valid only until the next put, del, drop or
+ * replace_collection in t, or its end: a backend may then hand out its own memory instead
+ * of a copy (LMDB's pages; the commit of an incremental run reads a batch of documents,
+ * merges them, then writes them). */
+static inline int zql_store_peek(zql_store_txn_t *t, const char *coll, const void *id,
+                                 size_t idlen, bson_t *doc, zql_strbuf_t *err)
+{
+  if (t->store->ops->peek)
+    return t->store->ops->peek(t, coll, id, idlen, doc, err);
   return t->store->ops->get(t, coll, id, idlen, doc, err);
 }
 

@@ -456,8 +456,24 @@ static void lmdb_abort(zql_store_txn_t *base)
 
 /* {==== documents ====} */
 
+static int get_doc(zql_store_txn_t *base, const char *coll, const void *id, size_t idlen,
+                   bson_t *doc, bool copy, zql_strbuf_t *err);
+
 static int lmdb_get(zql_store_txn_t *base, const char *coll, const void *id, size_t idlen,
                     bson_t *doc, zql_strbuf_t *err)
+{
+  return get_doc(base, coll, id, idlen, doc, true, err);
+}
+
+/* LMDB's own pointer: valid until the next update in the transaction (mdb_get). */
+static int lmdb_peek(zql_store_txn_t *base, const char *coll, const void *id, size_t idlen,
+                     bson_t *doc, zql_strbuf_t *err)
+{
+  return get_doc(base, coll, id, idlen, doc, false, err);
+}
+
+static int get_doc(zql_store_txn_t *base, const char *coll, const void *id, size_t idlen,
+                   bson_t *doc, bool copy_out, zql_strbuf_t *err)
 {
   lmdb_txn_t *t = (lmdb_txn_t *)base;
   lmdb_store_t *s = store_of(base);
@@ -477,7 +493,7 @@ static int lmdb_get(zql_store_txn_t *base, const char *coll, const void *id, siz
     return ZQL_STORE_NOTFOUND;
   if (rc)
     return mdb_fail(s, err, rc, coll, "reading a document");
-  if (t->write) {
+  if (t->write && copy_out) {
     /* In a write transaction LMDB's pointer dies at the next update; the contract says
      * "until the transaction ends", so hand out a copy owned by the transaction. */
     void *copy = zql_arena_alloc(t->copies, v.mv_size ? v.mv_size : 1);
@@ -957,6 +973,7 @@ static const zql_store_ops_t lmdb_ops = {
     .commit_lazy = lmdb_commit_lazy,
     .abort = lmdb_abort,
     .get = lmdb_get,
+    .peek = lmdb_peek,
     .put = lmdb_put,
     .del = lmdb_del,
     .scan = lmdb_scan,
