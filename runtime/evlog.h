@@ -141,7 +141,7 @@ typedef struct zql_evlog_reader zql_evlog_reader_t;
 int zql_evlog_reader_open(const char *dir, zql_evlog_reader_t **out, zql_strbuf_t *err);
 /* The same, for a reader of the records after `after_seq` mostly (an incremental run):
  * the sealed segments wholly at or before it are neither read nor mapped at open (their
- * bounds come from the file names, their size from stat) but when a cursor enters one or
+ * bounds come from the file names; their bytes, until read, are estimated) but when a cursor enters one or
  * zql_evlog_reader_segment asks for its times; a cursor then fails (ZQL_E_IO) if log
  * retention removed the file in between. The snapshot can still read every record. */
 int zql_evlog_reader_open_after(const char *dir, int64_t after_seq, zql_evlog_reader_t **out,
@@ -149,8 +149,9 @@ int zql_evlog_reader_open_after(const char *dir, int64_t after_seq, zql_evlog_re
 void zql_evlog_reader_close(zql_evlog_reader_t *r);
 size_t zql_evlog_reader_nsegments(const zql_evlog_reader_t *r);
 const zql_evlog_seginfo_t *zql_evlog_reader_segment(const zql_evlog_reader_t *r, size_t i);
-/* The bytes of the snapshot's segments (the sum of their seginfo bytes), without reading
- * the index of a segment an open_after reader left unread. */
+/* The bytes of the snapshot's segments, without reading the index of a segment an
+ * open_after reader left unread (its bytes are then estimated from the others' bytes per
+ * record: this sizes the chunks of a run). */
 uint64_t zql_evlog_reader_bytes(const zql_evlog_reader_t *r);
 /* _seq bounds of the snapshot: records first..last (last = first - 1 when empty). */
 int64_t zql_evlog_reader_first_seq(const zql_evlog_reader_t *r);

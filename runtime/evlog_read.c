@@ -63,6 +63,7 @@ typedef struct rseg {
    * `loaded` (under the reader's mu) once a cursor entered it and its index was read. */
   bool lazy, loaded;
   int64_t lazy_first, lazy_last;
+  uint64_t lazy_bytes; /* its data bytes as estimated at open (positions, chunk sizes) */
 } rseg_t;
 
 struct zql_evlog_reader {
@@ -399,20 +400,14 @@ out:
 }
 
 /* Segment g (sealed, named in e) holds _seq first..last, all at or before the reader's
- * map_after: set it up from that and the file's size alone, for a reader that will
- * likely never enter it (an incremental run over the newest events of a long log would
- * otherwise read the header and index of every segment: 43 files of the 10M-event
- * benchmark, 0.5 ms and more when those pages have left the page cache). Its time range
- * is unknown until loaded: cursors treat it as anything. 1: the file is gone (the caller
- * then lets load_seg decide). */
-static int seg_lazy(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, int64_t last)
+ * map_after: set it up from that alone, for a reader that will likely never enter it (an
+ * incremental run over the newest events of a long log would otherwise read the header
+ * and index of every segment -- 43 files of the 10M-event benchmark, 0.5 ms, and more when
+ * those pages have left the page cache -- or stat each, 0.2 ms). Its time range is unknown
+ * until loaded (cursors treat it as anything); its bytes are estimated once the open is
+ * done (estimate_lazy). */
+static void seg_lazy(rseg_t *g, const evlog_entry_t *e, int64_t last)
 {
-  char path[4096];
-  struct stat st;
-  snprintf(path, sizeof path, "%s/%s", r->evdir, e->name);
-  if (stat(path, &st) != 0 || (size_t)st.st_size <= EVLOG_HDR_SIZE)
-    return 1;
-  g->size = (size_t)st.st_size;
   g->lazy = true;
   g->lazy_first = e->first_seq;
   g->lazy_last = last;
@@ -422,15 +417,40 @@ static int seg_lazy(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, in
   g->s.count = (uint64_t)(last - e->first_seq + 1);
   g->s.min_ts = INT64_MIN;
   g->s.max_ts = INT64_MAX;
-  g->s.data_end = g->size; /* an upper bound: positions (zql_evlog_split) stay monotonic */
+  g->s.data_end = EVLOG_HDR_SIZE; /* no data counted until estimate_lazy */
   g->info.sealed = true;
   g->info.count = g->s.count;
   g->info.first_seq = e->first_seq;
   g->info.last_seq = last;
   g->info.min_ts = INT64_MIN;
   g->info.max_ts = INT64_MAX;
-  g->info.bytes = g->size;
-  return 0;
+}
+
+/* The lazy segments' bytes, at the average bytes per record of the segments read (all of a
+ * log's segments but the newest have the configured size), and every segment's position
+ * with them: byte positions only size the chunks of a run (zql_evlog_split), so an
+ * estimate does, and it never changes afterwards, which keeps positions monotonic. */
+static void estimate_lazy(zql_evlog_reader_t *r)
+{
+  uint64_t bytes = 0, recs = 0;
+  for (size_t i = 0; i < r->n; i++)
+    if (!r->segs[i].lazy) {
+      bytes += r->segs[i].s.data_end - EVLOG_HDR_SIZE;
+      recs += r->segs[i].s.count;
+    }
+  double per = recs ? (double)bytes / (double)recs : 256.0;
+  r->total = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    rseg_t *g = &r->segs[i];
+    g->pos0 = r->total;
+    if (g->lazy) {
+      g->lazy_bytes = (uint64_t)(per * (double)g->s.count);
+      g->info.bytes = g->lazy_bytes + EVLOG_HDR_SIZE;
+      r->total += g->lazy_bytes;
+    } else {
+      r->total += g->s.data_end - EVLOG_HDR_SIZE;
+    }
+  }
 }
 
 /* Read the header and index of lazy segment g, which must agree with what the open
@@ -442,13 +462,11 @@ static int seg_load_lazy(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
   memcpy(e.name, g->name, sizeof e.name < sizeof g->name ? sizeof e.name : sizeof g->name);
   e.first_seq = g->lazy_first;
   e.sealed = true;
-  size_t size = g->size;
   int rc = load_seg(r, g, &e, err);
   if (rc == 1)
     rc = zql_evlog_fail(err, ZQL_E_IO, "'%s/%s' was removed (log retention) while this "
                         "reader was open; run again", r->evdir, g->name);
-  if (rc == 0 && (g->s.first_seq != g->lazy_first || g->s.last_seq != g->lazy_last ||
-                  g->size != size))
+  if (rc == 0 && (g->s.first_seq != g->lazy_first || g->s.last_seq != g->lazy_last))
     rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s' changed since the reader was opened "
                         "(_seq %" PRId64 "..%" PRId64 ", expected ..%" PRId64 ")", r->evdir,
                         g->name, g->s.first_seq, g->s.last_seq, g->lazy_last);
@@ -514,8 +532,10 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
     r->n++;
     rc = 1;
     if (map_after != INT64_MIN && cur.sealed && li + 1 < n && ents[li].first_seq == cur.first_seq &&
-        ents[li + 1].first_seq > cur.first_seq && ents[li + 1].first_seq - 1 <= map_after)
-      rc = seg_lazy(r, g, &cur, ents[li + 1].first_seq - 1);
+        ents[li + 1].first_seq > cur.first_seq && ents[li + 1].first_seq - 1 <= map_after) {
+      seg_lazy(g, &cur, ents[li + 1].first_seq - 1);
+      rc = 0;
+    }
     if (rc != 0 && (rc = load_seg(r, g, &cur, err)) < 0)
       goto fail;
     if (rc == 1) { /* the oldest segment vanished: the snapshot starts at the next one */
@@ -573,6 +593,8 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
     }
   }
   zql_free(ents);
+  if (map_after != INT64_MIN)
+    estimate_lazy(r);
   *out = r;
   return 0;
 fail:
@@ -640,7 +662,8 @@ uint64_t zql_evlog_reader_bytes(const zql_evlog_reader_t *r)
 {
   uint64_t n = 0;
   for (size_t i = 0; i < r->n; i++)
-    n += r->segs[i].info.bytes; /* a lazy segment's too: its file size, known at open */
+    n += r->segs[i].lazy ? r->segs[i].lazy_bytes + EVLOG_HDR_SIZE /* estimate_lazy */
+                         : r->segs[i].info.bytes;
   return n;
 }
 
@@ -829,9 +852,9 @@ static double seq_pos(const zql_evlog_reader_t *r, int64_t seq)
       continue;
     if (seq < g->s.first_seq)
       seq = g->s.first_seq;
-    if (g->lazy && !g->loaded) /* no index read: by _seq, linearly */
-      return (double)g->pos0 + (double)(g->size - EVLOG_HDR_SIZE) *
-                                   (double)(seq - g->s.first_seq) / (double)g->s.count;
+    if (g->lazy) /* by _seq, linearly over its estimated bytes, loaded or not */
+      return (double)g->pos0 +
+             (double)g->lazy_bytes * (double)(seq - g->lazy_first) / (double)(g->lazy_last - g->lazy_first + 1);
     size_t off;
     int64_t at;
     seek(&g->s, seq, &off, &at);

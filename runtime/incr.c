@@ -708,7 +708,7 @@ static int finish_commit(agg_t *a, zql_store_txn_t *txn, runrec_t *r, const zql_
 
 /* ==== commit: stored documents merged on the pool's threads ==== */
 
-#define COMMIT_BATCH 64 /* rows per batch: bounds the merged documents held before their puts */
+#define COMMIT_BATCH 256 /* rows per batch: bounds the merged documents held before their puts */
 
 /* What the write pass does with a row of the batch. */
 enum { ROW_SKIP, ROW_PUT, ROW_MERGED, ROW_LATE };
