@@ -1216,6 +1216,27 @@ static int run_incremental(agg_t *a, runrec_t *r)
 
 static int backfill_continue(agg_t *a, runrec_t *r); /* below */
 
+/* The bookkeeping of a recomputed document that replaces the stored one (if any): _hw =
+ * hi, _rev + 1, _late kept; counted as updated or inserted. */
+static int recompute_meta(agg_t *a, zql_store_txn_t *txn, const char *coll, const orow_t *o,
+                          int64_t hi, zql_outdoc_meta_t *m)
+{
+  *m = (zql_outdoc_meta_t){hi, 1, 0, true};
+  bson_t old;
+  int g = zql_store_get(txn, coll, o->id, o->len, &old, a->err);
+  if (g < 0)
+    return g;
+  if (g == 0) {
+    zql_outdoc_read_meta(&old, m);
+    m->hw = hi;
+    m->rev++;
+    a->rep->updated++;
+  } else {
+    a->rep->inserted++;
+  }
+  return 0;
+}
+
 /* ==== recompute-dirty (R14) ==== */
 
 /* A time bucket the new events fall in: its start, its events, whether it was closed (its
@@ -1431,21 +1452,9 @@ static int run_dirty(agg_t *a, runrec_t *r)
       const dbucket_t *d = b->t == ZQL_V_DATE ? dbucket_find(v, nv, b->u.i) : NULL;
       if (!d || d->events < 0 || b->u.i < cutoff)
         continue; /* the range's events in no recomputed bucket; or retained away (R19) */
-      bson_t old;
-      zql_outdoc_meta_t m = {r->hi, 1, 0, true};
-      int g = zql_store_get(txn, pt->into, o->id, o->len, &old, a->err);
-      if (g < 0) {
-        rc = g;
+      zql_outdoc_meta_t m;
+      if ((rc = recompute_meta(a, txn, pt->into, o, r->hi, &m)) != 0)
         break;
-      }
-      if (g == 0) {
-        zql_outdoc_read_meta(&old, &m);
-        m.hw = r->hi;
-        m.rev++;
-        a->rep->updated++;
-      } else {
-        a->rep->inserted++;
-      }
       if (d->closed)
         m.late += d->events;
       rc = put_row(a, txn, pt->into, 0, row, &rt->state[o->r], o->id, o->len, &m);
@@ -1693,21 +1702,9 @@ static int backfill_batch(agg_t *a, runrec_t *r, uint32_t pti, bool by_ts, int64
       a->rep->deleted++; /* retained away (R19) */
       continue;
     }
-    bson_t old;
-    zql_outdoc_meta_t m = {r->hi, 1, 0, true};
-    int g = zql_store_get(txn, pt->into, o->id, o->len, &old, a->err);
-    if (g < 0) {
-      rc = g;
+    zql_outdoc_meta_t m;
+    if ((rc = recompute_meta(a, txn, pt->into, o, r->hi, &m)) != 0)
       break;
-    }
-    if (g == 0) {
-      zql_outdoc_read_meta(&old, &m);
-      m.hw = r->hi;
-      m.rev++;
-      a->rep->updated++;
-    } else {
-      a->rep->inserted++;
-    }
     rc = put_row(a, txn, pt->into, pti, row, &rt->state[o->r], o->id, o->len, &m);
   }
   if (!rc)
