@@ -769,6 +769,41 @@ static void test_distinct_count_loaded_base(void **state)
     st_free(dc, pl, &ctx);
     st_free(dc, acc, &ctx);
   }
+  /* two loaded sets whose union passes the limit (1000 + 100 new > 1050): the merge walk
+   * gives way to the value-by-value path, which overflows exactly as adding would */
+  for (int eh = 0; eh < 2; eh++) {
+    zql_aggparams_t p = params(1050);
+    p.else_hll = eh;
+    void *a1 = st_new(dc, &p), *a2 = st_new(dc, &p), *whole = st_new(dc, &p);
+    for (int64_t i = 0; i < 2000; i += 2) {
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(a1, &in, &ctx), 0);
+      assert_int_equal(dc->add(whole, &in, &ctx), 0);
+    }
+    for (int64_t i = 1500; i < 1700; i++) {
+      zql_aggin_t in = in_of(zql_val_int(i));
+      assert_int_equal(dc->add(a2, &in, &ctx), 0);
+      assert_int_equal(dc->add(whole, &in, &ctx), 0);
+    }
+    void *l1 = reloaded(dc, a1, &ctx), *l2 = reloaded(dc, a2, &ctx), *acc = st_new(dc, &p);
+    assert_int_equal(dc->merge(acc, l1, &ctx), 0);
+    assert_int_equal(dc->merge(acc, l2, &ctx), 0);
+    if (!eh) {
+      assert_final(dc, acc, &p, "error:distinct_count: more than 1050 distinct values");
+    } else {
+      assert_int_equal(final_int(dc, acc, &p), final_int(dc, whole, &p));
+      bson_t *x = saved(dc, acc), *y = saved(dc, whole);
+      assert_same_bytes(x, y);
+      bson_destroy(x);
+      bson_destroy(y);
+    }
+    st_free(dc, a1, &ctx);
+    st_free(dc, a2, &ctx);
+    st_free(dc, whole, &ctx);
+    st_free(dc, l1, &ctx);
+    st_free(dc, l2, &ctx);
+    st_free(dc, acc, &ctx);
+  }
   assert_int_equal(ctx.heap, 0);
 }
 
