@@ -2029,6 +2029,8 @@ typedef struct tk {
   uint32_t icap;     /* allocated entries (grows to cap) */
   uint32_t tcap;     /* slots of tab: a power of two >= 2 icap */
   uint8_t nonint;    /* some weight was not integral: counts are output as doubles */
+  uint8_t ordered;   /* items are in output order (a merge's result, a loaded state): the
+                        final and the save need not sort them; any count clears it */
   tk_item_t *items;
   uint32_t *heap;    /* entry indices, a binary min-heap: the eviction victim on top */
   uint32_t *tab;     /* entry index + 1 by hash, linear probing; 0 = empty */
@@ -2207,6 +2209,7 @@ static int tk_count(tk_t *t, const uint8_t *key, uint32_t len, uint64_t hash, do
     tk_tab_put(t, i);
   }
   t->items[i].count += w;
+  t->ordered = 0;
   tk_fix(t, t->items[i].hpos);
   if (w != floor(w))
     t->nonint = 1;
@@ -2327,6 +2330,7 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
     tk_tab_put(&nt, i);
   }
   nt.nonint = d->nonint | s->nonint;
+  nt.ordered = 1; /* the candidates' order, which is the output order */
   tk_free_arrays(d, ctx);
   *d = nt;
   heap_free(ctx, copies, (size_t)(keep + 1) * sizeof *copies);
@@ -2347,7 +2351,8 @@ static void tk_sorted(const tk_t *t, const tk_item_t **v)
 {
   for (uint32_t i = 0; i < t->n; i++)
     v[i] = &t->items[i];
-  qsort(v, t->n, sizeof *v, tk_item_cmp);
+  if (!t->ordered)
+    qsort(v, t->n, sizeof *v, tk_item_cmp);
 }
 
 static int tk_final(const void *st, const zql_aggparams_t *p, zql_arena_t *arena,
@@ -2495,6 +2500,8 @@ static int tk_load_items(tk_t *t, const bson_t *in, zql_aggctx_t *ctx, zql_strbu
     pl = l;
     o += 12 + (size_t)l;
   }
+  if (!rc) /* appended in the saved order, checked to be the output order */
+    t->ordered = 1;
   return rc;
 }
 
