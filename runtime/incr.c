@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -168,10 +169,16 @@ typedef struct agg {
   int64_t now;
 } agg_t;
 
-/* Threads of a run: --threads, else one per online processor. */
+/* Threads of a run: --threads, else one per online processor (sysconf reads a file in
+ * /sys each time: asked once per process). */
 static unsigned agg_threads(const agg_t *a)
 {
-  long n = a->o->threads ? (long)a->o->threads : sysconf(_SC_NPROCESSORS_ONLN);
+  static atomic_long online;
+  long n = a->o->threads;
+  if (!n && !(n = atomic_load(&online))) {
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_store(&online, n);
+  }
   return n < 1 ? 1u : (unsigned)n;
 }
 
@@ -796,17 +803,22 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   unsigned threads = agg_threads(a);
   mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
-  uint8_t *act = zql_calloc(COMMIT_BATCH, 1);
-  lwrite_t *lw = zql_calloc(COMMIT_BATCH, sizeof *lw);
-  uint32_t *jix = zql_calloc(COMMIT_BATCH, sizeof *jix);
-  zql_outdoc_meta_t *meta = zql_calloc(COMMIT_BATCH, sizeof *meta);
-  p.jobs = zql_calloc(COMMIT_BATCH, sizeof *p.jobs);
+  /* not cleared: the read pass sets what the other passes read (a batch's jobs take
+   * 100 KiB, which calloc would clear and fault in whole) */
+  size_t nb = rs.n < COMMIT_BATCH ? (rs.n ? rs.n : 1) : COMMIT_BATCH;
+  uint8_t *act = zql_malloc(nb);
+  lwrite_t *lw = zql_malloc(nb * sizeof *lw);
+  uint32_t *jix = zql_malloc(nb * sizeof *jix);
+  zql_outdoc_meta_t *meta = zql_malloc(nb * sizeof *meta);
+  p.jobs = zql_malloc(nb * sizeof *p.jobs);
   p.rf = zql_calloc((size_t)threads * p.ntables, sizeof *p.rf);
   p.arena = zql_calloc(threads, sizeof *p.arena);
   if (!act || !lw || !jix || !meta || !p.jobs || !p.rf || !p.arena)
     rc = ZQL_E_NOMEM;
-  for (size_t i = 0; lw && i < COMMIT_BATCH; i++)
+  for (size_t i = 0; lw && i < nb; i++) {
     zql_strbuf_init(&lw[i].sid);
+    lw[i].has_side = lw[i].has_meta = false;
+  }
   for (unsigned w = 0; w < threads && !rc; w++)
     if (!(p.arena[w] = zql_arena_create(NULL)))
       rc = ZQL_E_NOMEM;
