@@ -12,32 +12,6 @@ ev() {
     "$1" "$2" "$3"
 }
 
-# same_as_scratch DESC DATA FILE NAME...: the dumps of NAME... in DATA equal those of a
-# fresh store that runs FILE once over a copy of DATA's events
-same_as_scratch() {
-  _desc=$1 _d=$2 _f=$3
-  shift 3
-  _r=$TEST_TMP/scratch
-  rm -rf "$_r" && mkdir "$_r" && cp -r "$_d/events" "$_r/" &&
-    "$ZQL" --data "$_r" -q agg add "$_f" >/dev/null 2>&1 &&
-    "$ZQL" --data "$_r" -q agg run "$@" >/dev/null 2>&1 || {
-    fail "$_desc" "cannot build the from-scratch store"
-    return
-  }
-  _bad=
-  for _a in "$@"; do
-    "$ZQL" --data "$_d" agg dump "$_a" | sed 's/"_rev" : [^,]*, //; s/"_hw" : [^,]*, //' \
-      >"$TEST_TMP/inc.dump" 2>/dev/null
-    "$ZQL" --data "$_r" agg dump "$_a" | sed 's/"_rev" : [^,]*, //; s/"_hw" : [^,]*, //' \
-      >"$TEST_TMP/ref.dump" 2>/dev/null
-    if ! test -s "$TEST_TMP/ref.dump" || ! cmp -s "$TEST_TMP/inc.dump" "$TEST_TMP/ref.dump"; then
-      _bad="$_bad $_a"
-      diff "$TEST_TMP/inc.dump" "$TEST_TMP/ref.dump" | head -20 | sed 's/^/# /'
-    fi
-  done
-  if [ -z "$_bad" ]; then pass "$_desc"; else fail "$_desc" "documents differ:$_bad"; fi
-}
-
 D=$TEST_TMP/dirty
 cat >"$TEST_TMP/dirty.zql" <<'EOF'
 aggregate top_daily                              # rank inside the day: recompute-dirty

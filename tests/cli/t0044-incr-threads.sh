@@ -31,10 +31,8 @@ for t in 1 4; do
   stdout_matches "threads $t: the last run merged stored documents" \
     '^users_daily: run 4 incremental \(50000, 60000\]: 10000 events, [0-9]+ inserted, [0-9]{2,} updated'
   for a in $AGGS; do
-    "$ZQL" --data "$D" agg dump "$a" | sed 's/"_rev" : [^,]*, //; s/"_hw" : [^,]*, //' \
-      >"$TEST_TMP/inc.dump"
-    "$ZQL" --data "$S" agg dump "$a" | sed 's/"_rev" : [^,]*, //; s/"_hw" : [^,]*, //' \
-      >"$TEST_TMP/ref.dump"
+    "$ZQL" --data "$D" agg dump "$a" >"$TEST_TMP/inc.dump" # (without _hw, _rev, _late)
+    "$ZQL" --data "$S" agg dump "$a" >"$TEST_TMP/ref.dump"
     ok "threads $t: $a equals the one run, byte for byte" \
       cmp -s "$TEST_TMP/inc.dump" "$TEST_TMP/ref.dump"
   done
