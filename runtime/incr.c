@@ -1337,6 +1337,8 @@ static int dirty_buckets(agg_t *a, const zql_bucket_t *bk, int64_t lo, int64_t h
   return 0;
 }
 
+#define DIRTY_RANGES 4
+
 /* The bucket holding time b (a document's b), or NULL. */
 static const dbucket_t *dbucket_find(const dbucket_t *v, size_t n, int64_t b)
 {
@@ -1412,7 +1414,22 @@ static int run_dirty(agg_t *a, runrec_t *r)
       a->rep->late += (uint64_t)v[i].events;
     }
   }
-  /* one engine run per range of adjacent recomputed buckets */
+  /* one engine run per range of adjacent recomputed buckets; past DIRTY_RANGES of them
+   * (late events scattered over many days), one over the span from the first to the last
+   * -- reading by time costs a walk of every segment whose times overlap the range, so
+   * many ranges could cost more than one span (the rows of the buckets in between that
+   * are not dirty are left out below) */
+  size_t nranges = 0, first = nv, last = 0;
+  for (size_t i = 0; i < nv; i++)
+    if (v[i].events >= 0) {
+      if (first == nv)
+        first = i;
+      else if (v[i].start != v[last].end)
+        nranges++;
+      last = i;
+    }
+  nranges += first < nv;
+  bool span = nranges > DIRTY_RANGES;
   size_t nrs = 0;
   rowset_t *rs = zql_calloc(nv ? nv : 1, sizeof *rs);
   zql_result_t **res = zql_calloc(nv ? nv : 1, sizeof *res);
@@ -1426,8 +1443,11 @@ static int run_dirty(agg_t *a, runrec_t *r)
       continue;
     }
     size_t j = i + 1;
-    while (j < nv && v[j].events >= 0 && v[j].start == v[j - 1].end)
-      j++;
+    if (span)
+      j = last + 1;
+    else
+      while (j < nv && v[j].events >= 0 && v[j].start == v[j - 1].end)
+        j++;
     rc = execute(a, 0, r->hi, v[i].start, v[j - 1].end, &res[nrs]);
     if (!rc)
       rc = rowset_build(a, res[nrs], &rs[nrs]);

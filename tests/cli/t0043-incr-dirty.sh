@@ -94,6 +94,28 @@ expect_output '{"project":"a","day":"2024-03-02T00:00:00.000Z","file":"f1","n":1
   'late drop: 03-02 as before' \
   "$ZQL" --data "$D" -c 'from agg top_daily_drop where project == "a" and day == date("2024-03-02T00:00:00Z") order by file' \
   --format ndjson
+# new events on six separate days (beyond 4 ranges, one read over their span): the days in
+# between that no event touched keep their documents
+{
+  ev 2024-03-05T10:00:00Z a f1
+  ev 2024-03-07T10:00:00Z a f2
+  ev 2024-03-09T10:00:00Z a f3
+  ev 2024-03-11T10:00:00Z b f4
+  ev 2024-03-13T10:00:00Z a f5
+  ev 2024-03-01T12:00:00Z a f2 # late: 03-01 again
+  ev 2024-03-04T10:00:00Z a f6
+  ev 2024-03-06T10:00:00Z a f6 # 03-04 and 03-06 stay untouched by the next import
+} >"$TEST_TMP/d3.ndjson"
+head -6 "$TEST_TMP/d3.ndjson" >"$TEST_TMP/d3a.ndjson"
+tail -2 "$TEST_TMP/d3.ndjson" >"$TEST_TMP/d3b.ndjson"
+"$ZQL" --data "$D" -q import "$TEST_TMP/d3b.ndjson" >/dev/null 2>&1
+expect_exit 0 'a run over two days' "$ZQL" --data "$D" agg run top_daily busy_hours top_ever
+"$ZQL" --data "$D" -q import "$TEST_TMP/d3a.ndjson" >/dev/null 2>&1
+expect_exit 0 'a run over six separate days' "$ZQL" --data "$D" agg run top_daily busy_hours top_ever
+stdout_matches 'a dirty run' '^top_daily: run 4 dirty \(16, 22\]: 6 events'
+same_as_scratch 'scattered days: as from scratch' "$D" "$TEST_TMP/dirty.zql" top_daily busy_hours \
+  top_ever
+
 # the same run again: nothing new, nothing changes
 expect_exit 0 'a run with nothing new' "$ZQL" --data "$D" agg run top_daily
 stdout_matches 'is up to date' '^top_daily: up to date'
