@@ -30,18 +30,6 @@
 
 /* {==== binding a plan =================================================================== */
 
-static int bind_fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-static int bind_fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
                       zql_strbuf_t *err)
 {
@@ -52,13 +40,13 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
   s->alias = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->alias);
   s->naliases = zql_arena_calloc(x->arena, t->naggs ? t->naggs : 1, sizeof *s->naliases);
   if (!s->defs || !s->params || !s->offset || !s->alias || !s->naliases)
-    return bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   uint32_t off = 0;
   for (uint32_t i = 0; i < t->naggs; i++) {
     const zql_pagg_t *a = &t->aggs[i];
     const zql_aggdef_t *d = zql_agg_lookup(a->func);
     if (!d)
-      return bind_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->func);
+      return zql_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->func);
     zql_aggparams_t *p = &s->params[i];
     const char *kind = a->inner ? a->inner : a->func; /* merge: the merged aggregator's */
     zql_aggparams_default(kind, p);
@@ -77,13 +65,13 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
     p->pattern = a->pattern;
     p->inner = a->inner;
     if (a->inner && !zql_agg_lookup(a->inner))
-      return bind_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->inner);
+      return zql_fail(err, ZQL_E_BAD_PLAN, "unknown aggregator '%s'", a->inner);
     if (a->reducer >= 0) {
       if ((uint32_t)a->reducer >= x->plan->nreducers)
-        return bind_fail(err, ZQL_E_BAD_PLAN, "reducer %d out of range", (int)a->reducer);
+        return zql_fail(err, ZQL_E_BAD_PLAN, "reducer %d out of range", (int)a->reducer);
       zql_ureducer_t *u = zql_arena_calloc(x->arena, 1, sizeof *u);
       if (!u)
-        return bind_fail(err, ZQL_E_NOMEM, "out of memory");
+        return zql_fail(err, ZQL_E_NOMEM, "out of memory");
       u->x = x;
       u->r = &x->plan->reducers[a->reducer];
       p->user = u;
@@ -93,7 +81,7 @@ static int bind_slots(zql_xplan_t *x, const zql_ptable_t *t, zql_aggslots_t *s,
     s->defs[i] = d;
     if (a->share >= 0) { /* reads slot `share`'s state: same aggregator, no state of its own */
       if ((uint32_t)a->share >= i || s->defs[a->share] != d)
-        return bind_fail(err, ZQL_E_BAD_PLAN, "slot %u shares a state it cannot", i);
+        return zql_fail(err, ZQL_E_BAD_PLAN, "slot %u shares a state it cannot", i);
       s->offset[i] = s->offset[a->share];
       s->alias[i] = true;
       s->naliases[a->share]++;
@@ -114,7 +102,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   zql_xplan_t *x = a ? zql_arena_calloc(a, 1, sizeof *x) : NULL;
   if (!x) {
     zql_arena_delete(a);
-    return bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   }
   x->plan = p;
   x->arena = a;
@@ -128,7 +116,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   x->consts = zql_arena_calloc(a, p->nconsts ? p->nconsts : 1, sizeof *x->consts);
   x->regex = zql_arena_calloc(a, p->nconsts ? p->nconsts : 1, sizeof *x->regex);
   if (!x->consts || !x->regex) {
-    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto fail;
   }
   uint32_t k = 0;
@@ -137,14 +125,14 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
       zql_val_t v;
       zql_val_from_iter(&it, &v);
       if (!zql_val_copy(a, &v, &x->consts[k])) {
-        rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+        rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
         goto fail;
       }
       k++;
     }
   }
   if (k != p->nconsts) {
-    rc = bind_fail(err, ZQL_E_BAD_PLAN, "the plan has %u constants, %u expected", k,
+    rc = zql_fail(err, ZQL_E_BAD_PLAN, "the plan has %u constants, %u expected", k,
                    p->nconsts);
     goto fail;
   }
@@ -177,14 +165,14 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   x->fns = zql_arena_calloc(a, p->ncalls ? p->ncalls : 1, sizeof *x->fns);
   x->aux = zql_arena_calloc(a, p->ncalls ? p->ncalls : 1, sizeof *x->aux);
   if (!x->fns || !x->aux) {
-    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto fail;
   }
   for (uint32_t i = 0; i < p->ncalls; i++) {
     const zql_pcall_t *c = &p->calls[i];
     const zql_scalar_t *f = zql_scalar_lookup(c->name, c->nargs);
     if (!f) {
-      rc = bind_fail(err, ZQL_E_BAD_PLAN, "unknown function %s/%u", c->name,
+      rc = zql_fail(err, ZQL_E_BAD_PLAN, "unknown function %s/%u", c->name,
                      (unsigned)c->nargs);
       goto fail;
     }
@@ -194,7 +182,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
     zql_val_t *kv = zql_arena_calloc(a, c->nargs ? c->nargs : 1, sizeof *kv);
     bool *isk = zql_arena_calloc(a, c->nargs ? c->nargs : 1, sizeof *isk);
     if (!kv || !isk) {
-      rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+      rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
       goto fail;
     }
     for (uint16_t j = 0; j < c->nargs; j++) {
@@ -212,7 +200,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   /* buckets */
   x->buckets = zql_arena_calloc(a, p->nbuckets ? p->nbuckets : 1, sizeof *x->buckets);
   if (!x->buckets) {
-    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto fail;
   }
   for (uint32_t i = 0; i < p->nbuckets; i++) {
@@ -225,7 +213,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   /* aggregators */
   x->slots = zql_arena_calloc(a, p->ntables ? p->ntables : 1, sizeof *x->slots);
   if (!x->slots) {
-    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto fail;
   }
   for (uint32_t i = 0; i < p->ntables; i++)
@@ -238,7 +226,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
    * iterator of an earlier event (a compiled plan always sets them first anyway) */
   x->iter_regs = zql_arena_calloc(a, p->map.n ? p->map.n : 1, sizeof *x->iter_regs);
   if (!x->iter_regs) {
-    rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto fail;
   }
   for (uint32_t i = 0; i < p->map.n; i++)
@@ -248,7 +236,7 @@ int zql_xplan_prepare(const zql_plan_t *p, int64_t now_ms, zql_xplan_t **out,
   if (p->pre.n) {
     uint16_t *more = zql_arena_calloc(a, x->niter_regs + p->pre.n, sizeof *more);
     if (!more) {
-      rc = bind_fail(err, ZQL_E_NOMEM, "out of memory");
+      rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
       goto fail;
     }
     memcpy(more, x->iter_regs, x->niter_regs * sizeof *more);

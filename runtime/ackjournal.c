@@ -54,24 +54,6 @@ struct zql_ackjournal {
   unsigned compactions;
 };
 
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
-static int64_t real_clock(void *arg)
-{
-  (void)arg;
-  return zql_wall_ms();
-}
-
 /* {==== encoding ============================================================ */
 
 static void st32(uint8_t *p, uint32_t v)
@@ -254,18 +236,18 @@ static int fsync_dir_of(const char *path, zql_strbuf_t *err)
     if (n == 0)
       n = 1;
     if (n >= sizeof dir)
-      return fail(err, ZQL_E_IO, "path too long: '%s'", path);
+      return zql_fail(err, ZQL_E_IO, "path too long: '%s'", path);
     memcpy(dir, path, n);
     dir[n] = '\0';
   }
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return fail(err, ZQL_E_IO, "cannot open directory '%s': %s", dir, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open directory '%s': %s", dir, strerror(errno));
   int r = fsync(fd);
   int e = errno;
   close(fd);
   if (r < 0)
-    return fail(err, ZQL_E_IO, "cannot fsync directory '%s': %s", dir, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot fsync directory '%s': %s", dir, strerror(e));
   return 0;
 }
 
@@ -275,7 +257,7 @@ static int make_parent(const char *path, zql_strbuf_t *err)
   char buf[4096];
   size_t n = strlen(path);
   if (n >= sizeof buf)
-    return fail(err, ZQL_E_IO, "path too long: '%s'", path);
+    return zql_fail(err, ZQL_E_IO, "path too long: '%s'", path);
   memcpy(buf, path, n + 1);
   char *slash = strrchr(buf, '/');
   if (!slash || slash == buf)
@@ -286,11 +268,11 @@ static int make_parent(const char *path, zql_strbuf_t *err)
       continue;
     *p = '\0';
     if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-      return fail(err, ZQL_E_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+      return zql_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", buf, strerror(errno));
     *p = '/';
   }
   if (mkdir(buf, 0750) < 0 && errno != EEXIST)
-    return fail(err, ZQL_E_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", buf, strerror(errno));
   return 0;
 }
 
@@ -368,7 +350,7 @@ static int rewrite(zql_ackjournal_t *j, zql_strbuf_t *err)
   int64_t now = j->opts.clock_ms(j->opts.clock_arg);
   int rc = expire(j, now);
   if (rc < 0)
-    return fail(err, rc, "out of memory compacting '%s'", j->path);
+    return zql_fail(err, rc, "out of memory compacting '%s'", j->path);
   /* compact the entry array (file order is kept) */
   size_t n = 0;
   for (size_t i = 0; i < j->nents; i++)
@@ -376,7 +358,7 @@ static int rewrite(zql_ackjournal_t *j, zql_strbuf_t *err)
       j->ents[n++] = j->ents[i];
   j->nents = n;
   if ((rc = rebuild_table(j, n)) < 0)
-    return fail(err, rc, "out of memory compacting '%s'", j->path);
+    return zql_fail(err, rc, "out of memory compacting '%s'", j->path);
   /* records, with a mark before each run of records of one mark time */
   size_t nmarks = 0;
   for (size_t i = 0; i < n; i++)
@@ -385,7 +367,7 @@ static int rewrite(zql_ackjournal_t *j, zql_strbuf_t *err)
   size_t bytes = (n + nmarks) * REC;
   uint8_t *buf = bytes ? zql_malloc(bytes) : NULL;
   if (bytes && !buf)
-    return fail(err, ZQL_E_NOMEM, "out of memory compacting '%s'", j->path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory compacting '%s'", j->path);
   uint8_t *p = buf;
   int64_t mark = INT64_MIN;
   for (size_t i = 0; i < n; i++) {
@@ -402,27 +384,27 @@ static int rewrite(zql_ackjournal_t *j, zql_strbuf_t *err)
   char tmp[4096];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", j->path) >= (int)sizeof tmp) {
     zql_free(buf);
-    return fail(err, ZQL_E_IO, "path too long: '%s'", j->path);
+    return zql_fail(err, ZQL_E_IO, "path too long: '%s'", j->path);
   }
   int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0) {
     int e = errno;
     zql_free(buf);
-    return fail(err, ZQL_E_IO, "cannot create '%s': %s", tmp, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot create '%s': %s", tmp, strerror(e));
   }
   if ((bytes && write_all(fd, buf, bytes, 0) < 0) || fsync(fd) < 0) {
     int e = errno;
     close(fd);
     unlink(tmp);
     zql_free(buf);
-    return fail(err, ZQL_E_IO, "cannot write '%s': %s", tmp, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot write '%s': %s", tmp, strerror(e));
   }
   zql_free(buf);
   if (rename(tmp, j->path) < 0) {
     int e = errno;
     close(fd);
     unlink(tmp);
-    return fail(err, ZQL_E_IO, "cannot rename '%s' to '%s': %s", tmp, j->path, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot rename '%s' to '%s': %s", tmp, j->path, strerror(e));
   }
   if (j->fd >= 0)
     close(j->fd);
@@ -444,7 +426,7 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
   *out = NULL;
   zql_ackjournal_t *j = zql_calloc(1, sizeof *j);
   if (!j)
-    return fail(err, ZQL_E_NOMEM, "out of memory opening '%s'", path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening '%s'", path);
   j->fd = -1;
   j->last_mark = INT64_MIN;
   if (opts)
@@ -456,11 +438,11 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
   if (!j->opts.compact_bytes)
     j->opts.compact_bytes = ZQL_ACKJOURNAL_COMPACT_BYTES;
   if (!j->opts.clock_ms)
-    j->opts.clock_ms = real_clock;
+    j->opts.clock_ms = zql_wall_clock;
   int rc;
   uint8_t *data = NULL;
   if (!(j->path = zql_strndup(path, strlen(path)))) {
-    rc = fail(err, ZQL_E_NOMEM, "out of memory opening '%s'", path);
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory opening '%s'", path);
     goto bad;
   }
   if ((rc = make_parent(path, err)) < 0)
@@ -468,14 +450,14 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
   bool created = access(path, F_OK) != 0;
   j->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (j->fd < 0) {
-    rc = fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
     goto bad;
   }
   if (created && (rc = fsync_dir_of(path, err)) < 0)
     goto bad;
   struct stat st;
   if (fstat(j->fd, &st) < 0) {
-    rc = fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
     goto bad;
   }
   uint64_t size = (uint64_t)st.st_size;
@@ -483,7 +465,7 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
   if (size) {
     data = zql_malloc((size_t)size);
     if (!data) {
-      rc = fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+      rc = zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
       goto bad;
     }
     ssize_t got = 0;
@@ -492,14 +474,14 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
       if (r < 0 && errno == EINTR)
         continue;
       if (r <= 0) {
-        rc = fail(err, ZQL_E_IO, "cannot read '%s': %s", path, r < 0 ? strerror(errno) : "short read");
+        rc = zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, r < 0 ? strerror(errno) : "short read");
         goto bad;
       }
       got += r;
     }
   }
   if (!reserve_entries(j, nrec + 1) || rebuild_table(j, nrec + 1) < 0) {
-    rc = fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
     goto bad;
   }
   /* the valid prefix ends after the last record with a good CRC */
@@ -555,7 +537,7 @@ int zql_ackjournal_open(const char *path, int64_t log_last_seq, const zql_ackjou
   } else {
     if (size > j->file_bytes) {
       if (ftruncate(j->fd, (off_t)j->file_bytes) < 0 || fsync(j->fd) < 0) {
-        rc = fail(err, ZQL_E_IO, "cannot truncate '%s': %s", path, strerror(errno));
+        rc = zql_fail(err, ZQL_E_IO, "cannot truncate '%s': %s", path, strerror(errno));
         goto bad;
       }
     }
@@ -591,11 +573,11 @@ static int append_records(zql_ackjournal_t *j, const zql_ackrec_t *recs, size_t 
     return 0;
   for (size_t i = 0; i < n; i++)
     if (recs[i].batch <= 0 || zero_client(recs[i].client))
-      return fail(err, ZQL_E_USAGE, "%s: batch ids are > 0 and client ids not all zero",
+      return zql_fail(err, ZQL_E_USAGE, "%s: batch ids are > 0 and client ids not all zero",
                   j->path);
   int rc = reserve_keys(j, n);
   if (rc < 0)
-    return fail(err, rc, "out of memory adding to '%s'", j->path);
+    return zql_fail(err, rc, "out of memory adding to '%s'", j->path);
   int64_t now = j->opts.clock_ms(j->opts.clock_arg);
   bool mark = j->last_mark == INT64_MIN || now - j->last_mark >= ZQL_ACKJOURNAL_MARK_MS ||
               now < j->last_mark;
@@ -603,7 +585,7 @@ static int append_records(zql_ackjournal_t *j, const zql_ackrec_t *recs, size_t 
   uint8_t small[16 * REC];
   uint8_t *buf = bytes <= sizeof small ? small : zql_malloc(bytes);
   if (!buf)
-    return fail(err, ZQL_E_NOMEM, "out of memory adding to '%s'", j->path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory adding to '%s'", j->path);
   uint8_t *p = buf;
   if (mark) {
     zql_ackrec_t m;
@@ -619,7 +601,7 @@ static int append_records(zql_ackjournal_t *j, const zql_ackrec_t *recs, size_t 
       (void)fdatasync(j->fd);
     if (buf != small)
       zql_free(buf);
-    return fail(err, ZQL_E_IO, "cannot write '%s': %s", j->path, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot write '%s': %s", j->path, strerror(e));
   }
   if (buf != small)
     zql_free(buf);
@@ -635,7 +617,7 @@ int zql_ackjournal_add(zql_ackjournal_t *j, const zql_ackrec_t *recs, size_t n, 
 {
   for (size_t i = 0; i < n; i++)
     if (recs[i].accepted == ZQL_ACKREC_REVOKED)
-      return fail(err, ZQL_E_USAGE, "%s: 'accepted' %u is reserved", j->path, ZQL_ACKREC_REVOKED);
+      return zql_fail(err, ZQL_E_USAGE, "%s: 'accepted' %u is reserved", j->path, ZQL_ACKREC_REVOKED);
   return append_records(j, recs, n, err);
 }
 
@@ -646,7 +628,7 @@ int zql_ackjournal_revoke(zql_ackjournal_t *j, const zql_ackrec_t *keys, size_t 
     return 0;
   zql_ackrec_t *r = zql_calloc(n, sizeof *r);
   if (!r)
-    return fail(err, ZQL_E_NOMEM, "out of memory revoking in '%s'", j->path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory revoking in '%s'", j->path);
   for (size_t i = 0; i < n; i++) {
     memcpy(r[i].client, keys[i].client, 16);
     r[i].batch = keys[i].batch;

@@ -26,6 +26,9 @@ typedef struct zql_cli {
 
 /* A decimal integer in [lo, hi] that is all of s (option values; runtime/cmd_gen.c). */
 bool zql_cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *v);
+/* A usage error of subcommand cmd: "zql CMD: message" and "Try 'zql CMD --help'." on
+ * stderr; returns 2, the exit status of usage errors (runtime/cmd_gen.c). */
+int zql_cli_usage_error(const char *cmd, const char *fmt, ...) ZQL_PRINTF(2, 3);
 
 /* The subcommands (runtime/cmd_*.c). */
 int zql_cmd_gen(const zql_cli_t *cli, int argc, char **argv);    /* zql gen */

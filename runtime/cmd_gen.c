@@ -63,17 +63,18 @@ static void usage(FILE *f)
         f);
 }
 
-static int usage_error(const char *fmt, ...) ZQL_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
+int zql_cli_usage_error(const char *cmd, const char *fmt, ...)
 {
   va_list ap;
-  fputs("zql gen: ", stderr);
+  fprintf(stderr, "zql %s: ", cmd);
   va_start(ap, fmt);
   vfprintf(stderr, fmt, ap);
   va_end(ap);
-  fputs("\nTry 'zql gen --help'.\n", stderr);
+  fprintf(stderr, "\nTry 'zql %s --help'.\n", cmd);
   return EXIT_USAGE;
 }
+
+#define usage_error(...) zql_cli_usage_error("gen", __VA_ARGS__)
 
 bool zql_cli_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *v)
 {

@@ -49,12 +49,7 @@ static void usage(FILE *f)
         f);
 }
 
-static int usage_error(const char *msg, const char *arg)
-{
-  fprintf(stderr, "zql keygen: %s%s%s%s\nTry 'zql keygen --help'.\n", msg, arg ? " '" : "",
-          arg ? arg : "", arg ? "'" : "");
-  return EXIT_USAGE;
-}
+#define usage_error(...) zql_cli_usage_error("keygen", __VA_ARGS__)
 
 /* Write text to a new file with `mode`, fsynced; 0 or -1 (reported). */
 static int write_new(const char *path, const char *text, mode_t mode, bool force)
@@ -108,20 +103,20 @@ int zql_cmd_keygen(const zql_cli_t *cli, int argc, char **argv)
       force = true;
     } else if (strcmp(a, "--out") == 0 || strcmp(a, "-o") == 0) {
       if (i + 1 >= argc)
-        return usage_error("option needs a file name:", a);
+        return usage_error("option needs a file name: '%s'", a);
       out = argv[++i];
     } else if (strncmp(a, "--out=", 6) == 0) {
       out = a + 6;
     } else if (a[0] == '-' && a[1]) {
-      return usage_error("unknown option", a);
+      return usage_error("unknown option '%s'", a);
     } else {
-      return usage_error("unexpected argument", a);
+      return usage_error("unexpected argument '%s'", a);
     }
   }
   if (out && !*out)
-    return usage_error("--out needs a file name", NULL);
+    return usage_error("--out needs a file name");
   if (force && !out)
-    return usage_error("--force is for --out", NULL);
+    return usage_error("--force is for --out");
 
   char pub[41], sec[41], lerr[256];
   if (zql_zmq_load(lerr, sizeof lerr) != 0) {

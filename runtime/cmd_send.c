@@ -80,17 +80,7 @@ static void usage(FILE *f)
         f);
 }
 
-static int usage_error(const char *fmt, ...) ZQL_PRINTF(1, 2);
-static int usage_error(const char *fmt, ...)
-{
-  va_list ap;
-  fputs("zql send: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs("\nTry 'zql send --help'.\n", stderr);
-  return EXIT_USAGE;
-}
+#define usage_error(...) zql_cli_usage_error("send", __VA_ARGS__)
 
 /* "30s", "500ms", "2m", or plain seconds. */
 static bool parse_timeout(const char *s, int64_t *ms)

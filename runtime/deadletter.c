@@ -39,25 +39,13 @@ struct zql_deadletter {
   zql_deadletter_stats_t st;
 };
 
-static int dl_fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-static int dl_fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* mkdir -p, mode 0750 for what it creates. */
 static int make_dirs(const char *dir, zql_strbuf_t *err)
 {
   size_t n = strlen(dir);
   char *p = zql_strndup(dir, n);
   if (!p)
-    return dl_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   int rc = 0;
   for (size_t k = 1; k <= n && rc == 0; k++) {
     if (p[k] != '/' && p[k] != '\0')
@@ -65,12 +53,12 @@ static int make_dirs(const char *dir, zql_strbuf_t *err)
     char c = p[k];
     p[k] = '\0';
     if (mkdir(p, 0750) != 0 && errno != EEXIST)
-      rc = dl_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", p, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", p, strerror(errno));
     p[k] = c;
   }
   struct stat sb;
   if (rc == 0 && (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-    rc = dl_fail(err, ZQL_E_IO, "dead-letter directory '%s' is not a directory", dir);
+    rc = zql_fail(err, ZQL_E_IO, "dead-letter directory '%s' is not a directory", dir);
   zql_free(p);
   return rc;
 }
@@ -79,14 +67,14 @@ int zql_deadletter_open(const char *dir, zql_deadletter_t **out, zql_strbuf_t *e
 {
   *out = NULL;
   if (strlen(dir) + 32 > PATH_MAX)
-    return dl_fail(err, ZQL_E_IO, "dead-letter directory name too long: '%s'", dir);
+    return zql_fail(err, ZQL_E_IO, "dead-letter directory name too long: '%s'", dir);
   int rc = make_dirs(dir, err);
   if (rc != 0)
     return rc;
   zql_deadletter_t *dl = zql_calloc(1, sizeof *dl);
   if (!dl || !(dl->dir = zql_strndup(dir, strlen(dir)))) {
     zql_free(dl);
-    return dl_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   }
   dl->fd = -1;
   zql_strbuf_init(&dl->pending);
@@ -130,7 +118,7 @@ static int open_day(zql_deadletter_t *dl, int64_t day, zql_strbuf_t *err)
     close(dl->fd);
     dl->fd = -1;
     if (r != 0)
-      return dl_fail(err, ZQL_E_IO, "cannot sync '%s': %s", dl->path, strerror(e));
+      return zql_fail(err, ZQL_E_IO, "cannot sync '%s': %s", dl->path, strerror(e));
   }
   time_t secs = (time_t)(day * 86400);
   struct tm tm;
@@ -139,7 +127,7 @@ static int open_day(zql_deadletter_t *dl, int64_t day, zql_strbuf_t *err)
            tm.tm_mon + 1, tm.tm_mday);
   int fd = open(dl->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd < 0)
-    return dl_fail(err, ZQL_E_IO, "cannot open '%s': %s", dl->path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", dl->path, strerror(errno));
   /* a torn last line (no trailing newline) is ended, so the next line parses */
   off_t size = lseek(fd, 0, SEEK_END);
   if (size > 0) {
@@ -147,7 +135,7 @@ static int open_day(zql_deadletter_t *dl, int64_t day, zql_strbuf_t *err)
     if (pread(fd, &last, 1, size - 1) != 1 || (last != '\n' && write_all(fd, "\n", 1) != 0)) {
       int e = errno;
       close(fd);
-      return dl_fail(err, ZQL_E_IO, "cannot repair the last line of '%s': %s", dl->path,
+      return zql_fail(err, ZQL_E_IO, "cannot repair the last line of '%s': %s", dl->path,
                      strerror(e));
     }
     if (last != '\n')
@@ -164,11 +152,11 @@ int zql_deadletter_flush(zql_deadletter_t *dl, bool sync, zql_strbuf_t *err)
     return 0;
   int rc = open_day(dl, dl->pend_day, err);
   if (rc == 0 && write_all(dl->fd, dl->pending.buf, dl->pending.len) != 0)
-    rc = dl_fail(err, ZQL_E_IO, "cannot write '%s': %s", dl->path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot write '%s': %s", dl->path, strerror(errno));
   if (rc == 0)
     dl->st.bytes_written += dl->pending.len;
   if (rc == 0 && sync && fdatasync(dl->fd) != 0)
-    rc = dl_fail(err, ZQL_E_IO, "cannot sync '%s': %s", dl->path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot sync '%s': %s", dl->path, strerror(errno));
   if (rc != 0 && dl->pending.len) {
     dl->st.write_errors++;
     dl->st.lines_lost += dl->pending_lines;
@@ -287,7 +275,7 @@ int zql_deadletter_add(zql_deadletter_t *dl, int64_t now_ms, const char *source,
     return zql_deadletter_add(dl, now_ms, source, peer, cls, reason, NULL, bson_get_data(event),
                               event->len, err);
   if (!json)
-    return dl_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   dl->pend_day = day;
   zql_strbuf_add(&dl->pending, json, jlen);
   zql_strbuf_addc(&dl->pending, '\n');
@@ -296,7 +284,7 @@ int zql_deadletter_add(zql_deadletter_t *dl, int64_t now_ms, const char *source,
     dl->st.lines_lost += dl->pending_lines;
     zql_strbuf_release(&dl->pending);
     dl->pending_lines = 0;
-    return dl_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   }
   dl->pending_lines++;
   dl->st.lines++;

@@ -123,12 +123,6 @@ struct zql_evlog {
 
 /* {==== helpers ====} */
 
-static int64_t real_clock_ms(void *arg)
-{
-  (void)arg;
-  return zql_wall_ms();
-}
-
 static void seg_path(char *buf, size_t n, const char *evdir, int64_t first, bool sealed)
 {
   char name[EVLOG_NAME_DIGITS + 6];
@@ -575,7 +569,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   if (w->opts.sync_interval_us < 0)
     w->opts.sync_interval_us = 0;
   if (!w->opts.clock_ms)
-    w->opts.clock_ms = real_clock_ms;
+    w->opts.clock_ms = zql_wall_clock;
   w->fd = w->lock_fd = -1;
   zql_strbuf_init(&w->buf);
   pthread_mutex_init(&w->append_mu, NULL);

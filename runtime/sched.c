@@ -36,19 +36,6 @@
 
 /* {==== parsing schedule clauses ========================================================= */
 
-static int errf(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-
-static int errf(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static bool is_blank(char c)
 {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -263,13 +250,13 @@ static int parse_every(const char *text, int64_t *ms, zql_strbuf_t *err)
     return d.rc;
   d.p = skip_blanks(d.p);
   if (*d.p)
-    return errf(err, ZQL_E_SYNTAX, "unexpected '%c' in 'every %s'", *d.p, text);
+    return zql_fail(err, ZQL_E_SYNTAX, "unexpected '%c' in 'every %s'", *d.p, text);
   if (!v.dur)
-    return errf(err, ZQL_E_BAD_DURATION_VALUE, "'every %s' is a number, not a duration",
+    return zql_fail(err, ZQL_E_BAD_DURATION_VALUE, "'every %s' is a number, not a duration",
                 text);
   double r = round(v.v);
   if (!(r >= 1) || r > 4e18)
-    return errf(err, ZQL_E_BAD_DURATION_VALUE,
+    return zql_fail(err, ZQL_E_BAD_DURATION_VALUE,
                 "'every %s' must be a positive duration of at least 1ms", text);
   *ms = (int64_t)r;
   return 0;
@@ -293,10 +280,10 @@ static int parse_string(const char *p, zql_strbuf_t *sb, const char **end, zql_s
 {
   char q = *p;
   if (q != '"' && q != '\'')
-    return errf(err, ZQL_E_SYNTAX, "expected a string after 'cron'");
+    return zql_fail(err, ZQL_E_SYNTAX, "expected a string after 'cron'");
   for (p++; *p != q; p++) {
     if (!*p)
-      return errf(err, ZQL_E_SYNTAX, "unterminated string after 'cron'");
+      return zql_fail(err, ZQL_E_SYNTAX, "unterminated string after 'cron'");
     if (*p != '\\') {
       zql_strbuf_addc(sb, *p);
       continue;
@@ -308,12 +295,12 @@ static int parse_string(const char *p, zql_strbuf_t *sb, const char **end, zql_s
     case 'n': zql_strbuf_addc(sb, '\n'); break;
     case 'r': zql_strbuf_addc(sb, '\r'); break;
     default:
-      return errf(err, ZQL_E_SYNTAX, "unsupported escape '\\%c' in a cron string",
+      return zql_fail(err, ZQL_E_SYNTAX, "unsupported escape '\\%c' in a cron string",
                   *p ? *p : ' ');
     }
   }
   *end = p + 1;
-  return sb->oom ? errf(err, ZQL_E_NOMEM, "out of memory") : 0;
+  return sb->oom ? zql_fail(err, ZQL_E_NOMEM, "out of memory") : 0;
 }
 
 /* An aggregate name after `after`: an identifier or a back-quoted one. */
@@ -324,19 +311,19 @@ static int parse_name(const char *p, char **out, zql_strbuf_t *err)
     s = p + 1;
     e = strchr(s, '`');
     if (!e || e == s)
-      return errf(err, ZQL_E_SYNTAX, "bad quoted name after 'after'");
+      return zql_fail(err, ZQL_E_SYNTAX, "bad quoted name after 'after'");
     p = e + 1;
   } else {
     while (*p && !is_blank(*p))
       p++;
     e = p;
     if (e == s)
-      return errf(err, ZQL_E_SYNTAX, "missing aggregate name after 'after'");
+      return zql_fail(err, ZQL_E_SYNTAX, "missing aggregate name after 'after'");
   }
   if (*skip_blanks(p))
-    return errf(err, ZQL_E_SYNTAX, "unexpected text after 'after %.*s'", (int)(e - s), s);
+    return zql_fail(err, ZQL_E_SYNTAX, "unexpected text after 'after %.*s'", (int)(e - s), s);
   *out = zql_strndup(s, (size_t)(e - s));
-  return *out ? 0 : errf(err, ZQL_E_NOMEM, "out of memory");
+  return *out ? 0 : zql_fail(err, ZQL_E_NOMEM, "out of memory");
 }
 
 /* The rest of the text without trailing blanks, copied. */
@@ -382,7 +369,7 @@ static int parse_cron_clause(const char *p, const char *tz_name, zql_schedule_t 
   const char *end = p;
   int rc = parse_string(p, &expr, &end, err);
   if (rc == 0 && *skip_blanks(end))
-    rc = errf(err, ZQL_E_SYNTAX, "unexpected text after the cron string");
+    rc = zql_fail(err, ZQL_E_SYNTAX, "unexpected text after the cron string");
   if (rc) {
     zql_strbuf_release(&expr);
     return rc;
@@ -398,7 +385,7 @@ static int parse_cron_clause(const char *p, const char *tz_name, zql_schedule_t 
     out->kind = ZQL_SCHEDULE_CRON;
     rc = zql_cron_parse(expr.buf, &out->cron, &msg, &col);
     if (rc)
-      errf(err, rc, "invalid cron expression \"%s\": %s (at column %zu)", expr.buf,
+      zql_fail(err, rc, "invalid cron expression \"%s\": %s (at column %zu)", expr.buf,
            msg.oom ? "out of memory" : msg.buf, col);
     zql_strbuf_release(&msg);
     if (rc == 0)
@@ -425,32 +412,32 @@ int zql_schedule_parse(const char *text, int64_t settle_ms, const char *tz_name,
     const char *on_event = on ? keyword(on, "event") : NULL;
     const char *on_close = on ? keyword(on, "close") : NULL;
     if (clause && !*p) {
-      rc = errf(err, ZQL_E_SYNTAX, "missing schedule after 'schedule'");
+      rc = zql_fail(err, ZQL_E_SYNTAX, "missing schedule after 'schedule'");
     } else if ((q = keyword(p, "every")) != NULL) {
       out->kind = ZQL_SCHEDULE_EVERY;
       char *t = dup_trimmed(q);
-      rc = t ? parse_every(t, &out->every_ms, err) : errf(err, ZQL_E_NOMEM, "out of memory");
+      rc = t ? parse_every(t, &out->every_ms, err) : zql_fail(err, ZQL_E_NOMEM, "out of memory");
       zql_free(t);
     } else if ((q = keyword(p, "cron")) != NULL) {
       rc = parse_cron_clause(q, tz_name, out, err);
     } else if (on_event) {
       out->kind = ZQL_SCHEDULE_EVENT;
       if (*on_event && !(out->predicate = dup_trimmed(on_event)))
-        rc = errf(err, ZQL_E_NOMEM, "out of memory");
+        rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     } else if (on_close) {
       out->kind = ZQL_SCHEDULE_CLOSE;
       if (*on_close)
-        rc = errf(err, ZQL_E_SYNTAX, "unexpected text after 'on close'");
+        rc = zql_fail(err, ZQL_E_SYNTAX, "unexpected text after 'on close'");
     } else if ((q = keyword(p, "after")) != NULL) {
       out->kind = ZQL_SCHEDULE_AFTER;
       rc = parse_name(q, &out->after, err);
     } else if (*p) {
-      rc = errf(err, ZQL_E_SYNTAX, "unknown schedule '%s' (expected every, cron, on event, "
+      rc = zql_fail(err, ZQL_E_SYNTAX, "unknown schedule '%s' (expected every, cron, on event, "
                                    "on close or after)", p);
     }
   }
   if (rc == 0 && (rc = make_text(out)) != 0)
-    errf(err, rc, "out of memory");
+    zql_fail(err, rc, "out of memory");
   if (rc)
     zql_schedule_release(out);
   return rc;
@@ -721,7 +708,7 @@ int zql_sched_set(zql_sched_t *s, const char *name, const zql_schedule_t *sc, in
     return ZQL_E_CYCLE;
   zql_schedule_t copy;
   if (schedule_copy(&copy, sc) != 0)
-    return errf(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   bool found;
   size_t i = find_pos(s, name, &found);
   if (found) {
@@ -740,7 +727,7 @@ int zql_sched_set(zql_sched_t *s, const char *name, const zql_schedule_t *sc, in
     zql_free(e);
     zql_free(nm);
     zql_schedule_release(&copy);
-    return errf(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   }
   e->name = nm;
   e->sc = copy;

@@ -87,19 +87,6 @@ static size_t test_mapsize;
 
 /* {==== helpers ====} */
 
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 static void st64(uint8_t *p, uint64_t v)
 {
   for (int i = 7; i >= 0; i--) {
@@ -151,29 +138,29 @@ static int mdb_fail(lmdb_store_t *s, zql_strbuf_t *err, int rc, const char *coll
     s->grow = true;
     size_t size = s->mapsize;
     pthread_mutex_unlock(&s->mu);
-    return fail(err, ZQL_E_IO,
+    return zql_fail(err, ZQL_E_IO,
                 "%s: store full (map size %zu bytes); the map grows before the next "
                 "transaction, abort and retry",
                 what, size);
   }
   if (rc == ENOMEM) /* also: no address space left for the map */
-    return fail(err, ZQL_E_NOMEM, "%s: %s", what, mdb_strerror(rc));
+    return zql_fail(err, ZQL_E_NOMEM, "%s: %s", what, mdb_strerror(rc));
   if (rc == MDB_READERS_FULL)
-    return fail(err, ZQL_E_IO, "%s: too many concurrent readers: %s", what, mdb_strerror(rc));
-  return fail(err, ZQL_E_IO, "%s: %s", what, mdb_strerror(rc));
+    return zql_fail(err, ZQL_E_IO, "%s: too many concurrent readers: %s", what, mdb_strerror(rc));
+  return zql_fail(err, ZQL_E_IO, "%s: %s", what, mdb_strerror(rc));
 }
 
 static int check_name(lmdb_store_t *s, const char *coll, zql_strbuf_t *err)
 {
   if (!coll)
-    return fail(err, ZQL_E_USAGE, "results store '%s': collection name is NULL", s->path);
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collection name is NULL", s->path);
   size_t n = strlen(coll);
   if (n == 0 || n > ZQL_STORE_MAX_NAME)
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection name '%.40s' must have 1 to %d bytes (has %zu)",
                 s->path, coll, ZQL_STORE_MAX_NAME, n);
   if (!bson_utf8_validate(coll, n, false))
-    return fail(err, ZQL_E_USAGE, "results store '%s': collection name is not valid UTF-8",
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collection name is not valid UTF-8",
                 s->path);
   return 0;
 }
@@ -182,7 +169,7 @@ static int check_id(lmdb_store_t *s, const char *coll, const void *id, size_t id
                     zql_strbuf_t *err)
 {
   if (!id || idlen == 0 || idlen > ZQL_STORE_MAX_ID)
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection '%s': an id must have 1 to %d bytes (has %zu%s)",
                 s->path, coll, ZQL_STORE_MAX_ID, idlen, id ? "" : ", NULL");
   return 0;
@@ -191,7 +178,7 @@ static int check_id(lmdb_store_t *s, const char *coll, const void *id, size_t id
 static int check_write(lmdb_txn_t *t, const char *coll, const char *what, zql_strbuf_t *err)
 {
   if (!t->write)
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection '%s': %s needs a write transaction",
                 store_of(&t->base)->path, coll ? coll : "", what);
   return 0;
@@ -227,7 +214,7 @@ static int dir_get(lmdb_txn_t *t, const char *coll, coll_info_t *ci, zql_strbuf_
   if (rc)
     return mdb_fail(s, err, rc, coll, "reading the directory");
   if (v.mv_size != 16)
-    return fail(err, ZQL_E_CORRUPT,
+    return zql_fail(err, ZQL_E_CORRUPT,
                 "results store '%s': collection '%s': directory entry has %zu bytes, not 16",
                 s->path, coll, v.mv_size);
   ci->num = ld64(v.mv_data);
@@ -262,11 +249,11 @@ static int dir_create(lmdb_txn_t *t, const char *coll, coll_info_t *ci, zql_strb
   int rc = mdb_get(t->txn, s->dir, &k, &v);
   if (rc)
     return rc == MDB_NOTFOUND
-               ? fail(err, ZQL_E_CORRUPT, "results store '%s': the directory has no counter",
+               ? zql_fail(err, ZQL_E_CORRUPT, "results store '%s': the directory has no counter",
                       s->path)
                : mdb_fail(s, err, rc, coll, "reading the directory");
   if (v.mv_size != 8)
-    return fail(err, ZQL_E_CORRUPT, "results store '%s': the directory counter has %zu bytes",
+    return zql_fail(err, ZQL_E_CORRUPT, "results store '%s': the directory counter has %zu bytes",
                 s->path, v.mv_size);
   uint8_t buf[8];
   ci->num = ld64(v.mv_data);
@@ -319,10 +306,10 @@ static int view_doc(lmdb_txn_t *t, const char *coll, const MDB_val *k, const MDB
 {
   if (!bson_init_static(doc, v->mv_data, v->mv_size)) {
     lmdb_store_t *s = store_of(&t->base);
-    fail(err, ZQL_E_CORRUPT, "results store '%s': collection '%s': the document with id ",
+    zql_fail(err, ZQL_E_CORRUPT, "results store '%s': collection '%s': the document with id ",
          s->path, coll);
     add_id(err, (const uint8_t *)k->mv_data + NUMLEN, k->mv_size - NUMLEN);
-    return fail(err, ZQL_E_CORRUPT, " is not a BSON document (%zu bytes)", v->mv_size);
+    return zql_fail(err, ZQL_E_CORRUPT, " is not a BSON document (%zu bytes)", v->mv_size);
   }
   return 0;
 }
@@ -349,7 +336,7 @@ static int lmdb_begin(zql_store_t *base, bool write, zql_store_txn_t **out, zql_
     pthread_mutex_unlock(&s->mu);
     zql_arena_delete(t->copies);
     zql_free(t);
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': this thread already has a write transaction", s->path);
   }
   if (s->grow && s->ntxn == 0) {
@@ -482,7 +469,7 @@ static int get_doc(zql_store_txn_t *base, const char *coll, const void *id, size
   if ((rc = check_name(s, coll, err)) || (rc = check_id(s, coll, id, idlen, err)))
     return rc;
   if (!doc)
-    return fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': get without a document",
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': get without a document",
                 s->path, coll);
   if ((rc = dir_get(t, coll, &ci, err)))
     return rc;
@@ -523,7 +510,7 @@ static int lmdb_put(zql_store_txn_t *base, const char *coll, const void *id, siz
   while (ok && bson_iter_next(&it))
     ;
   if (!ok || it.err_off)
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection '%s': put of an invalid BSON document "
                 "(at byte %u)", s->path, coll, ok ? it.err_off : 0u);
   rc = dir_get(t, coll, &ci, err);
@@ -656,7 +643,7 @@ static int lmdb_scan(zql_store_txn_t *base, const char *coll, const void *from, 
   if ((rc = check_name(s, coll, err)))
     return rc;
   if (!fn || (!from && fromlen) || (!to && tolen))
-    return fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': invalid scan arguments",
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': invalid scan arguments",
                 s->path, coll);
   return walk((lmdb_txn_t *)base, coll, from, from ? fromlen : 0, to, tolen, false, fn, arg,
               err);
@@ -670,7 +657,7 @@ static int lmdb_prefix(zql_store_txn_t *base, const char *coll, const void *pref
   if ((rc = check_name(s, coll, err)))
     return rc;
   if (!fn || (!prefix && prefixlen))
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection '%s': invalid prefix scan arguments", s->path,
                 coll);
   if (prefixlen > ZQL_STORE_MAX_ID)
@@ -689,7 +676,7 @@ static int lmdb_count(zql_store_txn_t *base, const char *coll, uint64_t *n, zql_
   if ((rc = check_name(s, coll, err)))
     return rc;
   if (!n)
-    return fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': count without a result",
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collection '%s': count without a result",
                 s->path, coll);
   *n = 0;
   rc = dir_get((lmdb_txn_t *)base, coll, &ci, err);
@@ -723,7 +710,7 @@ static int lmdb_replace(zql_store_txn_t *base, const char *from, const char *to,
       (rc = check_write(t, to, "replace_collection", err)))
     return rc;
   if (!strcmp(from, to))
-    return fail(err, ZQL_E_USAGE,
+    return zql_fail(err, ZQL_E_USAGE,
                 "results store '%s': collection '%s' cannot replace itself", s->path, to);
   int fr = dir_get(t, from, &fi, err);
   if (fr < 0)
@@ -747,7 +734,7 @@ static int lmdb_collections(zql_store_txn_t *base, void (*fn)(void *arg, const c
   lmdb_txn_t *t = (lmdb_txn_t *)base;
   lmdb_store_t *s = store_of(base);
   if (!fn)
-    return fail(err, ZQL_E_USAGE, "results store '%s': collections without a callback",
+    return zql_fail(err, ZQL_E_USAGE, "results store '%s': collections without a callback",
                 s->path);
   MDB_cursor *c;
   int rc = mdb_cursor_open(t->txn, s->dir, &c);
@@ -759,7 +746,7 @@ static int lmdb_collections(zql_store_txn_t *base, void (*fn)(void *arg, const c
   for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
     if (k.mv_size == 0 || k.mv_size > ZQL_STORE_MAX_NAME) {
-      result = fail(err, ZQL_E_CORRUPT, "results store '%s': a directory key has %zu bytes",
+      result = zql_fail(err, ZQL_E_CORRUPT, "results store '%s': a directory key has %zu bytes",
                     s->path, k.mv_size);
       break;
     }
@@ -795,7 +782,7 @@ static int open_dbs(lmdb_store_t *s, zql_strbuf_t *err)
     if ((rc = mdb_dbi_open(txn, NULL, 0, &main)) == 0 && (rc = mdb_stat(txn, main, &st)) == 0 &&
         st.ms_entries > 0) {
       mdb_txn_abort(txn);
-      return fail(err, ZQL_E_CORRUPT, "'%s' is an LMDB environment but not a zql results store",
+      return zql_fail(err, ZQL_E_CORRUPT, "'%s' is an LMDB environment but not a zql results store",
                   s->path);
     }
     uint8_t one[8];
@@ -824,7 +811,7 @@ static int open_dbs(lmdb_store_t *s, zql_strbuf_t *err)
   if (rc && rc != MDB_NOTFOUND)
     return mdb_fail(s, err, rc, NULL, "opening");
   if (!ok)
-    return fail(err, ZQL_E_CORRUPT, "'%s' is not a zql results store of format '%s'", s->path,
+    return zql_fail(err, ZQL_E_CORRUPT, "'%s' is not a zql results store of format '%s'", s->path,
                 FORMAT);
   return 0;
 }
@@ -833,7 +820,7 @@ static int make_dir(const char *path, zql_strbuf_t *err)
 {
   if (mkdir(path, 0777) == 0 || errno == EEXIST)
     return 0;
-  return fail(err, ZQL_E_IO, "cannot create directory '%s': %s", path, strerror(errno));
+  return zql_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", path, strerror(errno));
 }
 
 static void store_free(lmdb_store_t *s)
@@ -849,7 +836,7 @@ int zql_store_open_lmdb(const char *data_dir, zql_store_t **out, zql_strbuf_t *e
 {
   *out = NULL;
   if (!data_dir || !*data_dir)
-    return fail(err, ZQL_E_USAGE, "results store: no data directory");
+    return zql_fail(err, ZQL_E_USAGE, "results store: no data directory");
   zql_strbuf_t path = ZQL_STRBUF_INIT;
   zql_strbuf_addf(&path, "%s/results", data_dir);
   if (path.oom) {
@@ -863,7 +850,7 @@ int zql_store_open_lmdb(const char *data_dir, zql_store_t **out, zql_strbuf_t *e
     return rc;
   }
   if (stat(path.buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-    rc = fail(err, ZQL_E_IO, "results store '%s': not a directory: %s", path.buf,
+    rc = zql_fail(err, ZQL_E_IO, "results store '%s': not a directory: %s", path.buf,
               errno ? strerror(errno) : "");
     zql_strbuf_release(&path);
     return rc;
@@ -926,7 +913,7 @@ int zql_store_open_lmdb(const char *data_dir, zql_store_t **out, zql_strbuf_t *e
     goto mdb_failed;
   s->mapsize = info.me_mapsize; /* at least what the file already uses */
   if (mdb_env_get_maxkeysize(s->env) < KEYMAX) {
-    rc = fail(err, ZQL_E_IO, "results store '%s': LMDB's key size limit is %d, zql needs %d",
+    rc = zql_fail(err, ZQL_E_IO, "results store '%s': LMDB's key size limit is %d, zql needs %d",
               s->path, mdb_env_get_maxkeysize(s->env), KEYMAX);
     goto failed;
   }

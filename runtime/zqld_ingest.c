@@ -155,24 +155,6 @@ struct zql_ingestd {
   _Atomic uint64_t dl_lines, dl_lost;
 };
 
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
-static int fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
-static int64_t real_clock(void *arg)
-{
-  (void)arg;
-  return zql_wall_ms();
-}
-
 static void deadline_ts(struct timespec *ts, int64_t ms)
 {
   clock_gettime(CLOCK_MONOTONIC, ts);
@@ -1265,7 +1247,7 @@ int zql_ingestd_curve_server(zql_ingestd_t *d, void *sock, zql_strbuf_t *err)
   if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) < 0 ||
       zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, d->curve_secret, 40) < 0 ||
       zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "zqld", 4) < 0)
-    return fail(err, ZQL_E_IO, "cannot make a CURVE server socket: %s", zmq_strerror(zmq_errno()));
+    return zql_fail(err, ZQL_E_IO, "cannot make a CURVE server socket: %s", zmq_strerror(zmq_errno()));
   return 0;
 }
 
@@ -1279,7 +1261,7 @@ static int make_socket(zql_ingestd_t *d, int type, const char *ep, zql_ingestd_s
 {
   void *s = zmq_socket(d->ctx, type);
   if (!s)
-    return fail(err, ZQL_E_IO, "cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
+    return zql_fail(err, ZQL_E_IO, "cannot create a ZeroMQ socket: %s", zmq_strerror(zmq_errno()));
   int hwm = d->o.hwm, zero = 0;
   int64_t maxmsg = MAX_FRAME;
   zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
@@ -1293,7 +1275,7 @@ static int make_socket(zql_ingestd_t *d, int type, const char *ep, zql_ingestd_s
   }
   int rc = zql_ingestd_curve_server(d, s, err);
   if (rc == 0 && zmq_bind(s, ep) < 0)
-    rc = fail(err, ZQL_E_IO, "cannot bind the %s endpoint '%s': %s", zql_ingestd_source_name(src), ep,
+    rc = zql_fail(err, ZQL_E_IO, "cannot bind the %s endpoint '%s': %s", zql_ingestd_source_name(src), ep,
               zmq_strerror(zmq_errno()));
   if (rc < 0) {
     zmq_close(s);
@@ -1308,7 +1290,7 @@ static int make_socket(zql_ingestd_t *d, int type, const char *ep, zql_ingestd_s
   snprintf(d->source_name[src], sizeof d->source_name[src], "%s:%.60s", zql_ingestd_source_name(src),
            colon ? colon + 1 : last);
   *out = s;
-  return d->endpoint[src] ? 0 : fail(err, ZQL_E_NOMEM, "out of memory");
+  return d->endpoint[src] ? 0 : zql_fail(err, ZQL_E_NOMEM, "out of memory");
 }
 
 static int make_pair(zql_ingestd_t *d, char *addr, size_t addrlen, const char *what, void **bound,
@@ -1325,7 +1307,7 @@ static int make_pair(zql_ingestd_t *d, char *addr, size_t addrlen, const char *w
     zmq_setsockopt(*connected, ZMQ_LINGER, &zero, sizeof zero);
   }
   if (!*bound || !*connected || zmq_bind(*bound, addr) < 0 || zmq_connect(*connected, addr) < 0)
-    return fail(err, ZQL_E_IO, "cannot create the inproc socket '%s': %s", addr, zmq_strerror(zmq_errno()));
+    return zql_fail(err, ZQL_E_IO, "cannot create the inproc socket '%s': %s", addr, zmq_strerror(zmq_errno()));
   return 0;
 }
 
@@ -1334,18 +1316,18 @@ static int setup_curve(zql_ingestd_t *d, zql_strbuf_t *err)
   const char *sk = d->o.curve_secret;
   char pub[41];
   if (strlen(sk) != 40 || zmq_curve_public(pub, sk) < 0)
-    return fail(err, ZQL_E_USAGE, "the CURVE secret key must be 40 characters of Z85 (zql keygen)");
+    return zql_fail(err, ZQL_E_USAGE, "the CURVE secret key must be 40 characters of Z85 (zql keygen)");
   memcpy(d->curve_secret, sk, 41);
   d->curve = true;
   if (d->o.ncurve_allow) {
     d->allow = zql_calloc(d->o.ncurve_allow, sizeof *d->allow);
     if (!d->allow)
-      return fail(err, ZQL_E_NOMEM, "out of memory");
+      return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   }
   for (size_t i = 0; i < d->o.ncurve_allow; i++) {
     const char *k = d->o.curve_allow[i];
     if (!k || strlen(k) != 40 || !zmq_z85_decode(d->allow[i], k))
-      return fail(err, ZQL_E_USAGE, "allowed CURVE key %zu is not 40 characters of Z85: '%s'", i + 1,
+      return zql_fail(err, ZQL_E_USAGE, "allowed CURVE key %zu is not 40 characters of Z85: '%s'", i + 1,
                   k ? k : "");
   }
   d->nallow = d->o.ncurve_allow;
@@ -1354,7 +1336,7 @@ static int setup_curve(zql_ingestd_t *d, zql_strbuf_t *err)
   if (d->zap)
     zmq_setsockopt(d->zap, ZMQ_LINGER, &zero, sizeof zero);
   if (!d->zap || zmq_bind(d->zap, "inproc://zeromq.zap.01") < 0)
-    return fail(err, ZQL_E_IO, "cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
+    return zql_fail(err, ZQL_E_IO, "cannot start the ZAP handler: %s", zmq_strerror(zmq_errno()));
   return 0;
 }
 
@@ -1374,10 +1356,10 @@ int zql_ingestd_start(const zql_ingestd_opts_t *o, zql_ingestd_t **out, zql_strb
 {
   *out = NULL;
   if (!o->log || !o->data_dir)
-    return fail(err, ZQL_E_USAGE, "ingest needs an open event log and a data directory");
+    return zql_fail(err, ZQL_E_USAGE, "ingest needs an open event log and a data directory");
   zql_ingestd_t *d = zql_calloc(1, sizeof *d);
   if (!d)
-    return fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   d->o = *o;
   if (d->o.hwm <= 0)
     d->o.hwm = DEFAULT_HWM;
@@ -1386,7 +1368,7 @@ int zql_ingestd_start(const zql_ingestd_opts_t *o, zql_ingestd_t **out, zql_strb
   if (!d->o.queue_bytes)
     d->o.queue_bytes = DEFAULT_QUEUE_BYTES;
   if (!d->o.clock_ms)
-    d->o.clock_ms = real_clock;
+    d->o.clock_ms = zql_wall_clock;
   pthread_mutex_init(&d->mu, NULL);
   pthread_mutex_init(&d->api_mu, NULL);
   pthread_condattr_t ca;
@@ -1405,7 +1387,7 @@ int zql_ingestd_start(const zql_ingestd_opts_t *o, zql_ingestd_t **out, zql_strb
   char *jpath = join_path(o->data_dir, "ingest/acked.jnl");
   if (!d->data_dir || !d->dl_dir || !jpath) {
     zql_free(jpath);
-    rc = fail(err, ZQL_E_NOMEM, "out of memory");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory");
     goto bad;
   }
   d->next_seq = zql_evlog_last_seq(o->log) + 1;
@@ -1432,7 +1414,7 @@ int zql_ingestd_start(const zql_ingestd_opts_t *o, zql_ingestd_t **out, zql_strb
     d->ctx = zmq_ctx_new();
     d->own_ctx = true;
     if (!d->ctx) {
-      rc = fail(err, ZQL_E_IO, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
+      rc = zql_fail(err, ZQL_E_IO, "cannot create a ZeroMQ context: %s", zmq_strerror(zmq_errno()));
       goto bad;
     }
   }
@@ -1448,12 +1430,12 @@ int zql_ingestd_start(const zql_ingestd_opts_t *o, zql_ingestd_t **out, zql_strb
   if (o->acked && *o->acked && (rc = make_socket(d, ZMQ_ROUTER, o->acked, ZQL_INGESTD_ACKED, &d->router, err)) < 0)
     goto bad;
   if (pthread_create(&d->writer_thread, NULL, writer_main, d) != 0) {
-    rc = fail(err, ZQL_E_IO, "cannot start the ingest writer thread");
+    rc = zql_fail(err, ZQL_E_IO, "cannot start the ingest writer thread");
     goto bad;
   }
   d->writer_started = true;
   if (pthread_create(&d->sock_thread, NULL, socket_main, d) != 0) {
-    rc = fail(err, ZQL_E_IO, "cannot start the ingest socket thread");
+    rc = zql_fail(err, ZQL_E_IO, "cannot start the ingest socket thread");
     goto bad;
   }
   d->sock_started = true;
@@ -1505,7 +1487,7 @@ int zql_ingestd_drain(zql_ingestd_t *d, int64_t timeout_ms, zql_strbuf_t *err)
     }
     if (timeout_ms > 0) {
       if (pthread_cond_timedwait(&d->cond_space, &d->mu, &until) == ETIMEDOUT && !d->writer_done) {
-        rc = fail(err, ZQL_E_BUSY, "draining: %" PRIu64 " events still queued after %" PRId64 " ms",
+        rc = zql_fail(err, ZQL_E_BUSY, "draining: %" PRIu64 " events still queued after %" PRId64 " ms",
                   d->q_events, timeout_ms);
         break;
       }
@@ -1528,11 +1510,11 @@ int zql_ingestd_submit(zql_ingestd_t *d, const zql_ingestd_event_t *ev, size_t n
   for (size_t i = 0; i < n; i++)
     bytes += (ev[i].doc ? ev[i].doc->len : ev[i].rawlen) + ITEM_OVERHEAD;
   if (n > d->o.queue_events || bytes > d->o.queue_bytes)
-    return fail(err, ZQL_E_TOO_LARGE, "%zu events (%" PRIu64 " bytes) are more than the ingest queue holds (queue_events %" PRIu64 ", queue_bytes %" PRIu64 ")",
+    return zql_fail(err, ZQL_E_TOO_LARGE, "%zu events (%" PRIu64 " bytes) are more than the ingest queue holds (queue_events %" PRIu64 ", queue_bytes %" PRIu64 ")",
                 n, bytes, d->o.queue_events, d->o.queue_bytes);
   item_t *it = zql_calloc(1, sizeof *it);
   if (!it)
-    return fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   http_wait_t w = {ev, peer, res, false, 0, ZQL_STRBUF_INIT};
   it->src = ZQL_INGESTD_HTTP;
   it->n = n;
@@ -1548,7 +1530,7 @@ int zql_ingestd_submit(zql_ingestd_t *d, const zql_ingestd_event_t *ev, size_t n
       pthread_mutex_unlock(&d->mu);
       zql_free(it);
       add(&d->busy, 1);
-      return fail(err, ZQL_E_BUSY, "draining");
+      return zql_fail(err, ZQL_E_BUSY, "draining");
     }
     if (d->q_events == 0 || (d->q_events + n <= d->o.queue_events && d->q_bytes + bytes <= d->o.queue_bytes))
       break;
@@ -1556,7 +1538,7 @@ int zql_ingestd_submit(zql_ingestd_t *d, const zql_ingestd_event_t *ev, size_t n
       pthread_mutex_unlock(&d->mu);
       zql_free(it);
       add(&d->busy, 1);
-      return fail(err, ZQL_E_BUSY, "the ingest queue is full");
+      return zql_fail(err, ZQL_E_BUSY, "the ingest queue is full");
     }
   }
   add(&d->c[ZQL_INGESTD_HTTP].received, n);
@@ -1567,7 +1549,7 @@ int zql_ingestd_submit(zql_ingestd_t *d, const zql_ingestd_event_t *ev, size_t n
   pthread_mutex_unlock(&d->mu);
   int rc = w.rc;
   if (rc < 0)
-    fail(err, rc, "%s", w.err.len ? w.err.buf : "out of memory");
+    zql_fail(err, rc, "%s", w.err.len ? w.err.buf : "out of memory");
   zql_strbuf_release(&w.err);
   return rc;
 }

@@ -22,3 +22,9 @@ int64_t zql_mono_ms(void)
 {
   return ms_of(CLOCK_MONOTONIC);
 }
+
+int64_t zql_wall_clock(void *arg)
+{
+  (void)arg;
+  return zql_wall_ms();
+}

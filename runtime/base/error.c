@@ -10,6 +10,7 @@
 
 #include "runtime/base/alloc.h"
 #include "runtime/base/error.h"
+#include "runtime/base/strbuf.h"
 
 typedef struct {
   int code;
@@ -131,4 +132,15 @@ void zql_diag_hint(zql_diags_t *d, zql_error_t *e, const char *fmt, ...)
     return;
   }
   e->hint = h;
+}
+
+int zql_fail(zql_strbuf_t *err, int code, const char *fmt, ...)
+{
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    zql_strbuf_vaddf(err, fmt, ap);
+    va_end(ap);
+  }
+  return code;
 }

@@ -40,6 +40,11 @@ const char *zql_err_class(int code);
 /* Call fn for every code in table order (for docs and tests). */
 void zql_err_foreach(void (*fn)(int code, void *arg), void *arg);
 
+struct zql_strbuf;
+/* Append the message to err (when err is not NULL) and return code: the one-line failure
+ * of the runtime's services, `return zql_fail(err, ZQL_E_IO, "cannot open '%s'", p);`. */
+int zql_fail(struct zql_strbuf *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
+
 typedef enum zql_severity {
   ZQL_SEV_ERROR,
   ZQL_SEV_WARNING,
