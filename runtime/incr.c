@@ -678,6 +678,17 @@ static int retention(agg_t *a, zql_store_txn_t *txn, wm_t *w, bool force)
   return 0;
 }
 
+/* R19: whether a row of output table pti lies in a bucket that started before now -
+ * retain. No run writes such a row (the sweep removes the stored ones), so the outputs
+ * never depend on when the sweep last ran. */
+static bool past_retention(const agg_t *a, uint32_t pti, const zql_val_t *row)
+{
+  const zql_ptable_t *pt = &a->plan->tables[pti];
+  return a->plan->retain_ms >= 0 && pt->bucket_col >= 0 &&
+         row[pt->bucket_col].t == ZQL_V_DATE &&
+         row[pt->bucket_col].u.i < a->now - a->plan->retain_ms;
+}
+
 /* ==== the kinds of runs ==== */
 
 /* The end of an incremental commit: the run's error counts, the retention sweep, the run
@@ -798,9 +809,6 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   bool track_late = a->wm.has_et;
   int64_t W = a->wm.et - a->plan->lateness_ms;
   const char *late = a->plan->late ? a->plan->late : "merge";
-  /* R19: rows of buckets past the retention are not written (a full run writes none
-   * either; the sweep removes the stored ones) */
-  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   unsigned threads = agg_threads(a);
   mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
   /* not cleared: the read pass sets what the other passes read (a batch's jobs take
@@ -841,9 +849,8 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
       const zql_val_t *row = &rt->vals[o->r * rt->ncols];
       const zql_val_t *state = &rt->state[o->r];
       const uint8_t *id = row_id(&rs, o);
-      if (pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE &&
-          row[pt->bucket_col].u.i < cutoff) {
-        a->rep->deleted++; /* retained away */
+      if (past_retention(a, pti, row)) {
+        a->rep->deleted++;
         continue;
       }
       bson_t old;
@@ -1041,7 +1048,6 @@ static int run_upsert(agg_t *a, runrec_t *r)
   if (!rc)
     rc = rowset_build(a, all, &rs);
   crash_point("before-commit");
-  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   zql_store_txn_t *txn = NULL;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
@@ -1055,10 +1061,8 @@ static int run_upsert(agg_t *a, runrec_t *r)
     const zql_result_table_t *rt = &all->tables[o->t];
     uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const char *coll = a->plan->tables[pti].into;
-    int32_t bc = a->plan->tables[pti].bucket_col;
-    if (bc >= 0 && rt->vals[o->r * rt->ncols + (uint32_t)bc].t == ZQL_V_DATE &&
-        rt->vals[o->r * rt->ncols + (uint32_t)bc].u.i < cutoff) {
-      a->rep->deleted++; /* retained away (R19) */
+    if (past_retention(a, pti, &rt->vals[o->r * rt->ncols])) {
+      a->rep->deleted++;
       continue;
     }
     bson_t old;
@@ -1119,7 +1123,6 @@ static int run_full(agg_t *a, runrec_t *r)
   char sh[600], ecoll[300], esh[600];
   errors_coll(ecoll, sizeof ecoll, a->name);
   shadow_name(esh, sizeof esh, ecoll, r->run);
-  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   zql_store_txn_t *txn = NULL;
   if (!rc)
     rc = zql_store_begin(a->s, true, &txn, a->err);
@@ -1142,9 +1145,8 @@ static int run_full(agg_t *a, runrec_t *r)
     uint32_t pti = zql_outdoc_table(a->plan, o->t);
     const zql_ptable_t *pt = &a->plan->tables[pti];
     const zql_val_t *row = &rt->vals[o->r * rt->ncols];
-    if (pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE &&
-        row[pt->bucket_col].u.i < cutoff) {
-      a->rep->deleted++; /* retained away (R19) */
+    if (past_retention(a, pti, row)) {
+      a->rep->deleted++;
       continue;
     }
     zql_outdoc_meta_t m = {r->hi, 1, 0, true};
@@ -1456,7 +1458,6 @@ static int run_dirty(agg_t *a, runrec_t *r)
   }
   a->rep->events = events; /* the new events, not the recomputation's */
   crash_point("before-commit");
-  int64_t cutoff = a->plan->retain_ms >= 0 ? a->now - a->plan->retain_ms : INT64_MIN;
   double t0 = mono();
   zql_store_txn_t *txn = NULL;
   if (!rc)
@@ -1482,8 +1483,8 @@ static int run_dirty(agg_t *a, runrec_t *r)
       const zql_val_t *row = &rt->vals[o->r * rt->ncols];
       const zql_val_t *b = &row[pt->bucket_col];
       const dbucket_t *d = b->t == ZQL_V_DATE ? dbucket_find(v, nv, b->u.i) : NULL;
-      if (!d || d->events < 0 || b->u.i < cutoff)
-        continue; /* the range's events in no recomputed bucket; or retained away (R19) */
+      if (!d || d->events < 0 || past_retention(a, 0, row))
+        continue; /* the range's events in no recomputed bucket; or retained away */
       zql_outdoc_meta_t m;
       if ((rc = recompute_meta(a, txn, pt->into, o, r->hi, &m)) != 0)
         break;
@@ -1730,8 +1731,8 @@ static int backfill_batch(agg_t *a, runrec_t *r, uint32_t pti, bool by_ts, int64
     const zql_val_t *b = &row[pt->bucket_col];
     if (b->t != ZQL_V_DATE || b->u.i < bs || b->u.i >= be)
       continue; /* outside this batch (by_ts: events of the range in other buckets) */
-    if (a->plan->retain_ms >= 0 && b->u.i < a->now - a->plan->retain_ms) {
-      a->rep->deleted++; /* retained away (R19) */
+    if (past_retention(a, pti, row)) {
+      a->rep->deleted++;
       continue;
     }
     zql_outdoc_meta_t m;
