@@ -209,7 +209,7 @@ static int mkdir_p(const char *path, zql_strbuf_t *err)
 {
   if (mkdir(path, 0777) == 0 || errno == EEXIST)
     return 0;
-  return zql_evlog_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", path, strerror(errno));
+  return zql_fail(err, ZQL_E_IO, "cannot create directory '%s': %s", path, strerror(errno));
 }
 
 static int add_sparse(zql_evlog_t *w, int64_t seq, uint64_t off)
@@ -250,14 +250,14 @@ static int create_open(zql_evlog_t *w, int64_t first, zql_strbuf_t *err)
   seg_path(path, sizeof path, w->evdir, first, false);
   int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot create '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot create '%s': %s", path, strerror(errno));
   uint8_t hdr[EVLOG_HDR_SIZE];
   zql_evlog_header_build(hdr, first);
   if (write_all(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0) {
     int e = errno;
     close(fd);
     unlink(path);
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot write '%s': %s", path, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot write '%s': %s", path, strerror(e));
   }
   int rc = zql_evlog_fsync_dir(w->evdir, err);
   if (rc < 0) {
@@ -287,17 +287,17 @@ static int seal(zql_evlog_t *w, zql_strbuf_t *err)
   zql_strbuf_reset(&w->buf);
   zql_evlog_trailer_build(&w->buf, &s, w->sparse);
   if (w->buf.oom)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory sealing '%s'", from);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory sealing '%s'", from);
   if (write_all(w->fd, w->buf.buf, w->buf.len, w->seg_end) < 0 || fdatasync(w->fd) < 0) {
     w->broken = true;
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot write the index of '%s': %s", from,
+    return zql_fail(err, ZQL_E_IO, "cannot write the index of '%s': %s", from,
                           strerror(errno));
   }
   uint64_t bytes = w->seg_end + w->buf.len;
   zql_strbuf_reset(&w->buf);
   if (rename(from, to) < 0) {
     w->broken = true;
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot rename '%s' to '%s': %s", from, to,
+    return zql_fail(err, ZQL_E_IO, "cannot rename '%s' to '%s': %s", from, to,
                           strerror(errno));
   }
   close(w->fd);
@@ -341,12 +341,12 @@ static int load_sealed(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *err
   snprintf(path, sizeof path, "%s/%s", w->evdir, e->name);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
   struct stat st;
   int rc = 0;
   uint8_t *buf = NULL;
   if (fstat(fd, &st) < 0) {
-    rc = zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
     goto out;
   }
   size_t size = (size_t)st.st_size;
@@ -354,41 +354,41 @@ static int load_sealed(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *err
   uint8_t foot[EVLOG_FOOTER_SIZE];
   if (size < EVLOG_HDR_SIZE + EVLOG_FOOTER_SIZE ||
       pread(fd, foot, sizeof foot, (off_t)(size - sizeof foot)) != (ssize_t)sizeof foot) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: file too short for a sealed segment",
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: file too short for a sealed segment",
                         path, size);
     goto out;
   }
   /* Read [index offset, end) and parse it as if it were the whole file's tail. */
   uint64_t ioff = evlog_ld64(foot);
   if (ioff < EVLOG_HDR_SIZE || ioff >= size) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: damaged index footer", path,
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: damaged index footer", path,
                         size - EVLOG_FOOTER_SIZE);
     goto out;
   }
   size_t tail = size - (size_t)ioff;
   buf = zql_malloc(EVLOG_HDR_SIZE + tail);
   if (!buf) {
-    rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
     goto out;
   }
   int64_t first = 0;
   if (pread(fd, buf, EVLOG_HDR_SIZE, 0) != EVLOG_HDR_SIZE ||
       zql_evlog_header_parse(buf, EVLOG_HDR_SIZE, &first, &why) < 0 || first != e->first_seq) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
                         why ? why : "header _seq disagrees with the file name");
     goto out;
   }
   if (pread(fd, buf + EVLOG_HDR_SIZE, tail, (off_t)ioff) != (ssize_t)tail) {
-    rc = zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
     goto out;
   }
   evlog_summary_t s;
   if (zql_evlog_trailer_parse(buf + EVLOG_HDR_SIZE, tail, size, &s, &why) < 0) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %" PRIu64 ": %s", path, ioff, why);
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset %" PRIu64 ": %s", path, ioff, why);
     goto out;
   }
   if (s.first_seq != e->first_seq) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %" PRIu64 ": index first _seq %" PRId64
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset %" PRIu64 ": index first _seq %" PRId64
                         " disagrees with the file name", path, ioff, s.first_seq);
     goto out;
   }
@@ -407,7 +407,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
   drop_hint(w, e->first_seq); /* it may describe records a crash took away */
   int fd = open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
   uint8_t *buf = NULL;
   size_t size = 0;
   int64_t *sparse = NULL;
@@ -424,14 +424,14 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
       close(fd);
       zql_free(buf);
       if (unlink(path) < 0)
-        return zql_evlog_fail(err, ZQL_E_IO, "cannot remove '%s': %s", path, strerror(errno));
+        return zql_fail(err, ZQL_E_IO, "cannot remove '%s': %s", path, strerror(errno));
       return create_open(w, e->first_seq, err);
     }
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path, why);
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path, why);
     goto fail;
   }
   if (first != e->first_seq) {
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+    rc = zql_fail(err, ZQL_E_CORRUPT,
                         "'%s': offset 16: header _seq %" PRId64 " disagrees with the file name",
                         path, first);
     goto fail;
@@ -439,7 +439,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
   evlog_summary_t s;
   rc = zql_evlog_scan(buf, size, first, w->opts.index_stride, true, &s, &sparse, &why);
   if (rc < 0) {
-    rc = zql_evlog_fail(err, rc, "out of memory recovering '%s'", path);
+    rc = zql_fail(err, rc, "out of memory recovering '%s'", path);
     goto fail;
   }
   if (s.data_end < size) {
@@ -454,7 +454,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
       close(fd);
       fd = -1;
       if (rename(path, to) < 0) {
-        rc = zql_evlog_fail(err, ZQL_E_IO, "cannot rename '%s': %s", path, strerror(errno));
+        rc = zql_fail(err, ZQL_E_IO, "cannot rename '%s': %s", path, strerror(errno));
         goto fail;
       }
       if ((rc = zql_evlog_fsync_dir(w->evdir, err)) < 0)
@@ -474,7 +474,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
          e->name, size - (size_t)s.data_end, s.data_end,
          rc == EVLOG_FRAME_BAD ? why : "incomplete record", s.count, s.last_seq);
     if (ftruncate(fd, (off_t)s.data_end) < 0 || fsync(fd) < 0) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot truncate '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot truncate '%s': %s", path, strerror(errno));
       goto fail;
     }
   }
@@ -557,7 +557,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   *out = NULL;
   zql_evlog_t *w = zql_calloc(1, sizeof *w);
   if (!w)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening the event log");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening the event log");
   if (opts)
     w->opts = *opts;
   else
@@ -584,7 +584,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   w->evdir = zql_malloc(dl + sizeof "/events");
   if (!w->evdir) {
     evlog_free(w);
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening the event log");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening the event log");
   }
   memcpy(w->evdir, dir, dl);
   memcpy(w->evdir + dl, "/events", sizeof "/events");
@@ -603,7 +603,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
       goto fail;
     const sealed_seg_t *s = &w->sealed[w->nsealed - 1];
     if (i > 0 && s->first_seq != w->next_seq) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+      rc = zql_fail(err, ZQL_E_CORRUPT,
                           "'%s/%s': starts at _seq %" PRId64 " but the previous segment ends at %" PRId64,
                           w->evdir, ents[i].name, s->first_seq, w->next_seq - 1);
       goto fail;
@@ -612,7 +612,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   }
   if (n > 0 && !ents[n - 1].sealed) {
     if (n > 1 && ents[n - 1].first_seq != w->next_seq) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+      rc = zql_fail(err, ZQL_E_CORRUPT,
                           "'%s/%s': starts at _seq %" PRId64 " but the previous segment ends at %" PRId64,
                           w->evdir, ents[n - 1].name, ents[n - 1].first_seq, w->next_seq - 1);
       goto fail;
@@ -626,7 +626,7 @@ int zql_evlog_open(const char *dir, const zql_evlog_opts_t *opts, zql_evlog_t **
   w->written_seq = w->synced_seq = w->next_seq - 1;
   if (w->opts.sync == ZQL_EVLOG_SYNC_BATCH) {
     if (pthread_create(&w->syncer, NULL, syncer_main, w) != 0) {
-      rc = zql_evlog_fail(err, ZQL_E_NOMEM, "cannot start the event log's sync thread");
+      rc = zql_fail(err, ZQL_E_NOMEM, "cannot start the event log's sync thread");
       evlog_free(w);
       return rc;
     }
@@ -673,7 +673,7 @@ static int plan_doc(const bson_t *doc, size_t i, int64_t now, doc_plan_t *p, zql
 {
   bson_iter_t it;
   if (!doc || !bson_iter_init(&it, doc))
-    return zql_evlog_fail(err, ZQL_E_BAD_EVENT, "event %zu of the batch is not a valid BSON document", i);
+    return zql_fail(err, ZQL_E_BAD_EVENT, "event %zu of the batch is not a valid BSON document", i);
   bool has_id = false, has_ts = false;
   p->ts = now;
   while (bson_iter_next(&it)) {
@@ -690,7 +690,7 @@ static int plan_doc(const bson_t *doc, size_t i, int64_t now, doc_plan_t *p, zql
         bson_iter_timestamp(&it, &secs, &inc);
         p->ts = (int64_t)secs * 1000;
       } else {
-        return zql_evlog_fail(err, ZQL_E_BAD_EVENT,
+        return zql_fail(err, ZQL_E_BAD_EVENT,
                               "event %zu of the batch: field 'timestamp' is a %s; it must be a "
                               "BSON date (UTC milliseconds) or a BSON Timestamp",
                               i, bson_type_name(t));
@@ -701,7 +701,7 @@ static int plan_doc(const bson_t *doc, size_t i, int64_t now, doc_plan_t *p, zql
   p->add_ts = !has_ts;
   uint64_t len = (uint64_t)doc->len + (p->add_id ? ID_ELEM_LEN : 0) + (p->add_ts ? TS_ELEM_LEN : 0);
   if (len > ZQL_EVLOG_MAX_DOC)
-    return zql_evlog_fail(err, ZQL_E_BAD_EVENT,
+    return zql_fail(err, ZQL_E_BAD_EVENT,
                           "event %zu of the batch is %" PRIu64 " bytes; the limit is 16 MiB (%u bytes)",
                           i, len, ZQL_EVLOG_MAX_DOC);
   p->out_len = (uint32_t)len;
@@ -762,7 +762,7 @@ static int flush_buf(zql_evlog_t *w, zql_strbuf_t *err)
     w->broken = true;
     char path[4096];
     seg_path(path, sizeof path, w->evdir, w->seg_first, false);
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot write '%s': %s", path, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot write '%s': %s", path, strerror(e));
   }
   w->seg_end += w->buf.len;
   zql_strbuf_reset(&w->buf);
@@ -781,7 +781,7 @@ static int wait_durable(zql_evlog_t *w, int64_t mine, bool now_please, zql_strbu
     if (w->synced_seq >= mine)
       return 0;
     if (w->broken)
-      return zql_evlog_fail(err, ZQL_E_IO, "the event log '%s' failed to sync; reopen it", w->evdir);
+      return zql_fail(err, ZQL_E_IO, "the event log '%s' failed to sync; reopen it", w->evdir);
     if (w->syncing) {
       pthread_cond_wait(&w->cond, &w->mu);
       continue;
@@ -814,7 +814,7 @@ static int wait_durable(zql_evlog_t *w, int64_t mine, bool now_please, zql_strbu
       w->synced_seq = target;
     pthread_cond_broadcast(&w->cond);
     if (r < 0)
-      return zql_evlog_fail(err, ZQL_E_IO, "cannot fdatasync the event log '%s': %s", w->evdir,
+      return zql_fail(err, ZQL_E_IO, "cannot fdatasync the event log '%s': %s", w->evdir,
                             strerror(e));
   }
 }
@@ -829,7 +829,7 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
   doc_plan_t small[64];
   doc_plan_t *plan = n <= ZQL_ARRAY_LEN(small) ? small : zql_calloc(n, sizeof *plan);
   if (!plan)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory appending %zu events", n);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory appending %zu events", n);
   int64_t now = w->opts.clock_ms(w->opts.clock_arg);
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++)
@@ -842,7 +842,7 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
   if (w->broken) {
     pthread_mutex_unlock(&w->mu);
     pthread_mutex_unlock(&w->append_mu);
-    rc = zql_evlog_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
+    rc = zql_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
     goto out;
   }
   int64_t seq0 = w->next_seq;
@@ -859,12 +859,12 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
     int64_t seq = w->next_seq;
     uint64_t off = w->seg_end + w->buf.len;
     if (w->seg_count % w->opts.index_stride == 0 && (rc = add_sparse(w, seq, off)) < 0) {
-      zql_evlog_fail(err, rc, "out of memory appending %zu events", n);
+      zql_fail(err, rc, "out of memory appending %zu events", n);
       break;
     }
     build_frame(w, docs[i], &plan[i], seq);
     if (w->buf.oom) {
-      rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory appending %zu events", n);
+      rc = zql_fail(err, ZQL_E_NOMEM, "out of memory appending %zu events", n);
       break;
     }
     w->next_seq++;
@@ -906,7 +906,7 @@ int zql_evlog_sync(zql_evlog_t *w, zql_strbuf_t *err)
   pthread_mutex_lock(&w->mu);
   int rc;
   if (w->broken) {
-    rc = zql_evlog_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
+    rc = zql_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
   } else {
     rc = wait_durable(w, w->written_seq, true, err);
   }
@@ -920,7 +920,7 @@ int zql_evlog_roll(zql_evlog_t *w, zql_strbuf_t *err)
   pthread_mutex_lock(&w->mu);
   int rc = 0;
   if (w->broken)
-    rc = zql_evlog_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
+    rc = zql_fail(err, ZQL_E_IO, "the event log '%s' had a write error; reopen it", w->evdir);
   else if (w->seg_count > 0)
     rc = seal(w, err);
   pthread_mutex_unlock(&w->mu);
@@ -970,7 +970,7 @@ int zql_evlog_retain(zql_evlog_t *w, int64_t max_age_ms, uint64_t max_bytes, int
     char path[4096];
     seg_path(path, sizeof path, w->evdir, w->sealed[done].first_seq, true);
     if (unlink(path) < 0 && errno != ENOENT) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot remove '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot remove '%s': %s", path, strerror(errno));
       break;
     }
   }
@@ -1006,7 +1006,7 @@ int zql_evlog_close(zql_evlog_t *w, zql_strbuf_t *err)
   while (w->syncing)
     pthread_cond_wait(&w->cond, &w->mu);
   if (!w->broken && w->written_seq > w->synced_seq && fdatasync(w->fd) < 0)
-    rc = zql_evlog_fail(err, ZQL_E_IO, "cannot fdatasync the event log '%s': %s", w->evdir,
+    rc = zql_fail(err, ZQL_E_IO, "cannot fdatasync the event log '%s': %s", w->evdir,
                         strerror(errno));
   if (!rc)
     write_hint(w);

@@ -192,7 +192,7 @@ static int check_once(const char *dir, bool repair, zql_strbuf_t *report,
   size_t dl = strlen(dir);
   char *evdir = zql_malloc(dl + sizeof "/events");
   if (!evdir)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory");
   memcpy(evdir, dir, dl);
   memcpy(evdir + dl, "/events", sizeof "/events");
   ck_t k = {evdir, report, res};
@@ -238,7 +238,7 @@ static int check_once(const char *dir, bool repair, zql_strbuf_t *report,
       fd = open(path, O_RDONLY | O_CLOEXEC);
     }
     if (fd < 0) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
       goto out;
     }
     uint8_t *buf = NULL;

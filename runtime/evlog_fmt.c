@@ -77,17 +77,6 @@ static const char seg_magic[8] = {'Z', 'Q', 'L', 'E', 'V', 'S', 'E', 'G'};
 static const char idx_magic[8] = {'Z', 'Q', 'L', 'E', 'V', 'I', 'D', 'X'};
 static const char end_magic[8] = {'Z', 'Q', 'L', 'E', 'V', 'E', 'N', 'D'};
 
-int zql_evlog_fail(zql_strbuf_t *err, int code, const char *fmt, ...)
-{
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    zql_strbuf_vaddf(err, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* {==== records ====} */
 
 static uint32_t frame_crc(const uint8_t *p, uint32_t len)
@@ -364,7 +353,7 @@ static int list_once(const char *evdir, evlog_entry_t **out, size_t *n, zql_strb
   *n = 0;
   DIR *d = opendir(evdir);
   if (!d)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", evdir, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", evdir, strerror(errno));
   evlog_entry_t *v = NULL;
   size_t len = 0, cap = 0;
   struct dirent *de;
@@ -408,16 +397,16 @@ static int list_once(const char *evdir, evlog_entry_t **out, size_t *n, zql_strb
   closedir(d);
   if (rc < 0) {
     zql_free(v);
-    return zql_evlog_fail(err, rc, "out of memory listing '%s'", evdir);
+    return zql_fail(err, rc, "out of memory listing '%s'", evdir);
   }
   if (len > 1)
     qsort(v, len, sizeof *v, entry_cmp);
   for (size_t i = 0; i + 1 < len; i++) {
     if (v[i].first_seq == v[i + 1].first_seq)
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s' and '%s' start at the same _seq", evdir,
+      rc = zql_fail(err, ZQL_E_CORRUPT, "'%s/%s' and '%s' start at the same _seq", evdir,
                           v[i].name, v[i + 1].name);
     else if (!v[i].sealed)
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+      rc = zql_fail(err, ZQL_E_CORRUPT,
                           "'%s/%s' is unsealed but is not the last segment", evdir, v[i].name);
     if (rc < 0) {
       zql_free(v);
@@ -482,11 +471,11 @@ int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zq
   *len = 0;
   struct stat st;
   if (fstat(fd, &st) < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
   size_t size = (size_t)st.st_size;
   uint8_t *buf = zql_malloc(size ? size : 1);
   if (!buf)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
   size_t got = 0;
   while (got < size) {
     ssize_t r = pread(fd, buf + got, size - got, (off_t)got);
@@ -494,7 +483,7 @@ int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zq
       continue;
     if (r < 0) {
       zql_free(buf);
-      return zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+      return zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
     }
     if (r == 0)
       break; /* the file shrank: use what we got */
@@ -509,10 +498,10 @@ int zql_evlog_fsync_dir(const char *path, zql_strbuf_t *err)
 {
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
   int rc = 0;
   if (fsync(fd) < 0)
-    rc = zql_evlog_fail(err, ZQL_E_IO, "cannot fsync '%s': %s", path, strerror(errno));
+    rc = zql_fail(err, ZQL_E_IO, "cannot fsync '%s': %s", path, strerror(errno));
   close(fd);
   return rc;
 }
@@ -523,7 +512,7 @@ int zql_evlog_lock(const char *evdir, int *fdp, zql_strbuf_t *err)
   snprintf(path, sizeof path, "%s/LOCK", evdir);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
     int e = errno;
     if (e == EWOULDBLOCK) {
@@ -533,12 +522,12 @@ int zql_evlog_lock(const char *evdir, int *fdp, zql_strbuf_t *err)
         pid[r] = '\0';
       pid[strcspn(pid, "\n")] = '\0';
       close(fd);
-      return zql_evlog_fail(err, ZQL_E_LOCKED,
+      return zql_fail(err, ZQL_E_LOCKED,
                             "event log '%s' is locked by another writer%s%s%s", evdir,
                             pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "");
     }
     close(fd);
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot lock '%s': %s", path, strerror(e));
+    return zql_fail(err, ZQL_E_IO, "cannot lock '%s': %s", path, strerror(e));
   }
   char pid[32];
   int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());

@@ -128,8 +128,6 @@ void zql_evlog_name(char *buf, int64_t first_seq, bool sealed);
 int zql_evlog_read_file(int fd, const char *path, uint8_t **out, size_t *len, zql_strbuf_t *err);
 /* fsync a directory. */
 int zql_evlog_fsync_dir(const char *path, zql_strbuf_t *err);
-/* err printf helper: appends when err is not NULL; returns code. */
-int zql_evlog_fail(zql_strbuf_t *err, int code, const char *fmt, ...) ZQL_PRINTF(3, 4);
 /* Lock DIR/events/LOCK: exclusive non-blocking. *fd gets the open lock file. ZQL_E_LOCKED
  * names the holder's pid when it wrote one. */
 int zql_evlog_lock(const char *evdir, int *fd, zql_strbuf_t *err);

@@ -212,7 +212,7 @@ static int read_tail(int fd, const char *path, size_t size, uint8_t **out, size_
   uint8_t f[EVLOG_FOOTER_SIZE];
   size_t n = size < EVLOG_FOOTER_SIZE ? size : EVLOG_FOOTER_SIZE;
   if (pread_all(fd, f, n, (off_t)(size - n)) != 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
   if (n == EVLOG_FOOTER_SIZE) {
     uint64_t off = evlog_ld64(f);
     if (off >= EVLOG_HDR_SIZE && off < size - EVLOG_FOOTER_SIZE)
@@ -220,10 +220,10 @@ static int read_tail(int fd, const char *path, size_t size, uint8_t **out, size_
   }
   uint8_t *b = zql_malloc(n ? n : 1);
   if (!b)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s'", path);
   if (pread_all(fd, b, n, (off_t)(size - n)) != 0) {
     zql_free(b);
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
   }
   *out = b;
   *len = n;
@@ -235,7 +235,7 @@ static int map_fd(rseg_t *g, int fd, const char *path, zql_strbuf_t *err)
 {
   void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
   if (m == MAP_FAILED)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
   g->base = m;
   g->mapped = true;
   return 0;
@@ -257,13 +257,13 @@ static int seg_map(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 && errno == ENOENT)
-      rc = zql_evlog_fail(err, ZQL_E_IO,
+      rc = zql_fail(err, ZQL_E_IO,
                           "'%s' was removed (log retention) while this reader was open; "
                           "run again", path);
     else if (fd < 0 || fstat(fd, &st) < 0)
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
     else if ((size_t)st.st_size != g->size)
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s' changed size since it was opened (%zu bytes, "
+      rc = zql_fail(err, ZQL_E_CORRUPT, "'%s' changed size since it was opened (%zu bytes, "
                           "now %jd): a sealed segment never changes", path, g->size,
                           (intmax_t)st.st_size);
     else
@@ -290,7 +290,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
   if (fd < 0 && errno == ENOENT && sealed && r->last_seq < r->first_seq)
     return 1; /* removed by retention after we listed it: the log starts later */
   if (fd < 0)
-    return zql_evlog_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
   const char *why = NULL;
   int rc = 0;
   int64_t first = 0;
@@ -299,19 +299,19 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
      * for segments a cursor never enters); seg_map maps the records when one does. */
     struct stat st;
     if (fstat(fd, &st) < 0) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
       goto out;
     }
     g->size = (size_t)st.st_size;
     uint8_t hdr[EVLOG_HDR_SIZE];
     if (g->size < EVLOG_HDR_SIZE || pread_all(fd, hdr, EVLOG_HDR_SIZE, 0) != 0) {
       rc = g->size < EVLOG_HDR_SIZE
-               ? zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: incomplete segment header", path)
-               : zql_evlog_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
+               ? zql_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: incomplete segment header", path)
+               : zql_fail(err, ZQL_E_IO, "cannot read '%s': %s", path, strerror(errno));
       goto out;
     }
     if (zql_evlog_header_parse(hdr, EVLOG_HDR_SIZE, &first, &why) < 0 || first != e->first_seq) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
+      rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path,
                           why ? why : "header _seq disagrees with the file name");
       goto out;
     }
@@ -320,7 +320,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       goto out;
     if (zql_evlog_trailer_parse(g->tail, tl, g->size, &g->s, &why) < 0 ||
         g->s.first_seq != first) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: %s", path,
+      rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset %zu: %s", path,
                           g->size - EVLOG_FOOTER_SIZE, why ? why : "index disagrees with the header");
       goto out;
     }
@@ -335,7 +335,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
      * --repair` cut torn or corrupt tails only) -- so no access can fault (SIGBUS). */
     struct stat st;
     if (fstat(fd, &st) < 0) {
-      rc = zql_evlog_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
+      rc = zql_fail(err, ZQL_E_IO, "cannot stat '%s': %s", path, strerror(errno));
       goto out;
     }
     g->size = (size_t)st.st_size;
@@ -343,7 +343,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
     if (g->size) {
       void *m = mmap(NULL, g->size, PROT_READ, MAP_SHARED, fd, 0);
       if (m == MAP_FAILED) {
-        rc = zql_evlog_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
+        rc = zql_fail(err, ZQL_E_IO, "cannot map '%s': %s", path, strerror(errno));
         goto out;
       }
       g->base = buf = m;
@@ -351,7 +351,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
     }
     if (zql_evlog_header_parse(buf, g->size, &first, &why) < 0) {
       if (g->size > EVLOG_HDR_SIZE) {
-        rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path, why);
+        rc = zql_fail(err, ZQL_E_CORRUPT, "'%s': offset 0: %s", path, why);
         goto out;
       }
       /* A segment being created: no records yet. */
@@ -368,7 +368,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       g->info.hinted = true;
       rc = zql_evlog_scan_from(buf, g->size, false, &g->s, &g->s.sparse, &why);
       if (rc < 0) {
-        rc = zql_evlog_fail(err, rc, "out of memory reading '%s'", path);
+        rc = zql_fail(err, rc, "out of memory reading '%s'", path);
         goto out;
       }
       rc = 0;
@@ -381,7 +381,7 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       rc = zql_evlog_scan(buf, g->size, first, ZQL_EVLOG_DEFAULT_STRIDE, false, &g->s,
                           &g->s.sparse, &why);
       if (rc < 0) {
-        rc = zql_evlog_fail(err, rc, "out of memory reading '%s'", path);
+        rc = zql_fail(err, rc, "out of memory reading '%s'", path);
         goto out;
       }
       rc = 0;
@@ -464,10 +464,10 @@ static int seg_load_lazy(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
   e.sealed = true;
   int rc = load_seg(r, g, &e, err);
   if (rc == 1)
-    rc = zql_evlog_fail(err, ZQL_E_IO, "'%s/%s' was removed (log retention) while this "
+    rc = zql_fail(err, ZQL_E_IO, "'%s/%s' was removed (log retention) while this "
                         "reader was open; run again", r->evdir, g->name);
   if (rc == 0 && (g->s.first_seq != g->lazy_first || g->s.last_seq != g->lazy_last))
-    rc = zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s' changed since the reader was opened "
+    rc = zql_fail(err, ZQL_E_CORRUPT, "'%s/%s' changed since the reader was opened "
                         "(_seq %" PRId64 "..%" PRId64 ", expected ..%" PRId64 ")", r->evdir,
                         g->name, g->s.first_seq, g->s.last_seq, g->lazy_last);
   if (rc == 0)
@@ -482,14 +482,14 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
   *out = NULL;
   zql_evlog_reader_t *r = zql_calloc(1, sizeof *r);
   if (!r)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
   pthread_mutex_init(&r->mu, NULL);
   r->map_after = map_after;
   size_t dl = strlen(dir);
   r->evdir = zql_malloc(dl + sizeof "/events");
   if (!r->evdir) {
     zql_free(r);
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
   }
   memcpy(r->evdir, dir, dl);
   memcpy(r->evdir + dl, "/events", sizeof "/events");
@@ -501,7 +501,7 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
   size_t cap = n + 4;
   r->segs = zql_calloc(cap, sizeof *r->segs);
   if (!r->segs) {
-    rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+    rc = zql_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
     goto fail;
   }
   r->first_seq = n ? ents[0].first_seq : 1;
@@ -517,7 +517,7 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
     if (r->n == cap) {
       rseg_t *ns = zql_reallocarray(r->segs, cap * 2, sizeof *ns);
       if (!ns) {
-        rc = zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
+        rc = zql_fail(err, ZQL_E_NOMEM, "out of memory opening a reader");
         goto fail;
       }
       memset(ns + cap, 0, cap * sizeof *ns);
@@ -549,7 +549,7 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
       continue;
     }
     if (g->s.first_seq != r->last_seq + 1) {
-      rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+      rc = zql_fail(err, ZQL_E_CORRUPT,
                           "'%s/%s': starts at _seq %" PRId64 " but the previous segment ends at %" PRId64,
                           r->evdir, g->name, g->s.first_seq, r->last_seq);
       goto fail;
@@ -584,7 +584,7 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
       /* the end, unless the listing knows of later segments: then one is missing */
       for (size_t k = 0; k < n; k++)
         if (ents[k].first_seq > next) {
-          rc = zql_evlog_fail(err, ZQL_E_CORRUPT,
+          rc = zql_fail(err, ZQL_E_CORRUPT,
                               "'%s': no segment starts at _seq %" PRId64 " but '%s' starts later",
                               r->evdir, next, ents[k].name);
           goto fail;
@@ -684,7 +684,7 @@ int zql_evlog_cursor_open(zql_evlog_reader_t *r, const zql_evlog_range_t *range,
 {
   zql_evlog_cursor_t *c = zql_calloc(1, sizeof *c);
   if (!c)
-    return zql_evlog_fail(err, ZQL_E_NOMEM, "out of memory opening a cursor");
+    return zql_fail(err, ZQL_E_NOMEM, "out of memory opening a cursor");
   c->r = r;
   if (range)
     c->range = *range;
@@ -784,7 +784,7 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
       evlog_frame_status_t st =
           zql_evlog_frame_parse(fp, g->s.data_end - c->off, c->next, false, &v, &flen, &why);
       if (st != EVLOG_FRAME_OK)
-        return zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: %s", r->evdir, g->name,
+        return zql_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: %s", r->evdir, g->name,
                               c->off, why);
       if (v.seq > q->seq_hi) {
         c->done = true;
@@ -798,7 +798,7 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
       /* every record handed out is CRC-checked (only those: a range or time filter does
        * not pay for the records it skips) */
       if (!zql_evlog_frame_crc_ok(fp))
-        return zql_evlog_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: CRC mismatch",
+        return zql_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: CRC mismatch",
                               r->evdir, g->name, at);
       views[got++] = v;
     }
