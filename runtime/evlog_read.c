@@ -113,22 +113,71 @@ void zql_evlog_reader_close(zql_evlog_reader_t *r)
   zql_free(r);
 }
 
+static int pread_all(int fd, void *buf, size_t n, off_t at)
+{
+  uint8_t *p = buf;
+  while (n > 0) {
+    ssize_t k = pread(fd, p, n, at);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      if (k == 0)
+        errno = EIO; /* shorter than its size said */
+      return -1;
+    }
+    p += k;
+    n -= (size_t)k;
+    at += k;
+  }
+  return 0;
+}
+
+/* Whether the frame at off (before end) is a whole record with _seq seq, read through fd
+ * into *buf (grown as needed) rather than through the mapping: checking a hint touches one
+ * page per sparse entry, ~100 of a full .open segment, and their page faults would come
+ * first and one by one, before the map workers start (where the same pages are mapped
+ * in parallel). *flen is the frame's length. */
+static bool frame_at(int fd, uint64_t off, uint64_t end, int64_t seq, uint8_t **buf,
+                     size_t *cap, size_t *flen)
+{
+  size_t want = 512;
+  for (;;) {
+    size_t n = end - off < want ? (size_t)(end - off) : want;
+    if (n > *cap) {
+      uint8_t *g = zql_realloc(*buf, n);
+      if (!g)
+        return false;
+      *buf = g;
+      *cap = n;
+    }
+    if (pread_all(fd, *buf, n, (off_t)off) != 0)
+      return false;
+    zql_evlog_view_t v;
+    const char *why = NULL;
+    evlog_frame_status_t st = zql_evlog_frame_parse(*buf, n, seq, false, &v, flen, &why);
+    if (st != EVLOG_FRAME_SHORT || n < want || n < 8)
+      return st == EVLOG_FRAME_OK;
+    want = 8 + (size_t)evlog_ld32(*buf); /* a record larger than the window */
+  }
+}
+
 /* The writer's hint for the .open segment first (evlog.c write_hint): its index so far.
- * Used only when it agrees with the file: every sparse entry starts a frame with its
- * _seq, and the frames after the last one end exactly at the hint's data_end with its
- * last _seq. Then *s describes the records up to data_end (sparse copied). */
-static bool use_hint(const zql_evlog_reader_t *r, const uint8_t *base, size_t size,
-                     int64_t first, evlog_summary_t *s)
+ * Used only when it agrees with the file (fd, size bytes): every sparse entry starts a
+ * frame with its _seq, and the frames after the last one end exactly at the hint's
+ * data_end with its last _seq. Then *s describes the records up to data_end (sparse
+ * copied). */
+static bool use_hint(const zql_evlog_reader_t *r, int fd, size_t size, int64_t first,
+                     evlog_summary_t *s)
 {
   char path[4096];
   snprintf(path, sizeof path, "%s/%020" PRId64 ".hint", r->evdir, first);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
+  int hfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (hfd < 0)
     return false;
-  uint8_t *h = NULL;
-  size_t hl = 0;
-  int rc = zql_evlog_read_file(fd, path, &h, &hl, NULL);
-  close(fd);
+  uint8_t *h = NULL, *fb = NULL;
+  size_t hl = 0, fcap = 0;
+  int rc = zql_evlog_read_file(hfd, path, &h, &hl, NULL);
+  close(hfd);
   if (rc < 0)
     return false;
   bool ok = false;
@@ -150,26 +199,47 @@ static bool use_hint(const zql_evlog_reader_t *r, const uint8_t *base, size_t si
   for (uint32_t i = 0; i < hs.nsparse; i++) {
     int64_t seq;
     uint64_t off;
-    zql_evlog_sparse_get(&hs, i, &seq, &off);
-    zql_evlog_view_t v;
     size_t flen;
-    if (off >= data_end || zql_evlog_frame_parse(base + off, data_end - off, seq, false, &v,
-                                                 &flen, &why) != EVLOG_FRAME_OK)
+    zql_evlog_sparse_get(&hs, i, &seq, &off);
+    if (off >= data_end || !frame_at(fd, off, data_end, seq, &fb, &fcap, &flen))
       goto done;
     sp[2 * i] = seq;
     sp[2 * i + 1] = (int64_t)off;
   }
-  /* the last stride of records, to data_end */
+  /* the last stride of records, to data_end: read at once (a stride of huge records
+   * is walked one record at a time) */
   uint64_t off = (uint64_t)sp[2 * (hs.nsparse - 1) + 1];
   int64_t seq = sp[2 * (hs.nsparse - 1)];
-  while (off < data_end) {
-    zql_evlog_view_t v;
-    size_t flen;
-    if (zql_evlog_frame_parse(base + off, data_end - off, seq, false, &v, &flen, &why) !=
-        EVLOG_FRAME_OK)
+  size_t span = (size_t)(data_end - off);
+  if (span <= ((size_t)8 << 20) && span > fcap) {
+    uint8_t *g = zql_realloc(fb, span);
+    if (!g)
       goto done;
-    off += flen;
-    seq++;
+    fb = g;
+    fcap = span;
+  }
+  if (span <= fcap) {
+    if (pread_all(fd, fb, span, (off_t)off) != 0)
+      goto done;
+    size_t at = 0;
+    while (at < span) {
+      zql_evlog_view_t v;
+      size_t flen;
+      if (zql_evlog_frame_parse(fb + at, span - at, seq, false, &v, &flen, &why) !=
+          EVLOG_FRAME_OK)
+        goto done;
+      at += flen;
+      seq++;
+    }
+    off = data_end;
+  } else {
+    while (off < data_end) {
+      size_t flen;
+      if (!frame_at(fd, off, data_end, seq, &fb, &fcap, &flen))
+        goto done;
+      off += flen;
+      seq++;
+    }
   }
   if (off != data_end || seq - 1 != hs.last_seq)
     goto done;
@@ -180,27 +250,9 @@ static bool use_hint(const zql_evlog_reader_t *r, const uint8_t *base, size_t si
   ok = true;
 done:
   zql_free(sp);
+  zql_free(fb);
   zql_free(h);
   return ok;
-}
-
-static int pread_all(int fd, void *buf, size_t n, off_t at)
-{
-  uint8_t *p = buf;
-  while (n > 0) {
-    ssize_t k = pread(fd, p, n, at);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0) {
-      if (k == 0)
-        errno = EIO; /* shorter than its size said */
-      return -1;
-    }
-    p += k;
-    n -= (size_t)k;
-    at += k;
-  }
-  return 0;
 }
 
 /* The index block and footer of a sealed segment of `size` bytes: the footer says where
@@ -363,7 +415,8 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       g->s.max_ts = INT64_MIN;
       g->s.data_end = EVLOG_HDR_SIZE;
       g->s.stride = ZQL_EVLOG_DEFAULT_STRIDE;
-    } else if (use_hint(r, buf, g->size, first, &g->s)) {
+    } else if (use_hint(r, fd, g->size, first, &g->s)) {
+     
       /* the writer's hint covers the records up to its data_end: walk only the rest */
       g->info.hinted = true;
       rc = zql_evlog_scan_from(buf, g->size, false, &g->s, &g->s.sparse, &why);

@@ -724,75 +724,237 @@ static int finish_commit(agg_t *a, zql_store_txn_t *txn, runrec_t *r, const zql_
   return rc;
 }
 
-/* ==== commit: stored documents merged on the pool's threads ==== */
+/* ==== commit: rows computed on the pool's threads, written in row order ==== */
 
-#define COMMIT_BATCH 256 /* rows per batch: bounds the merged documents held before their puts */
+#define COMMIT_BATCH 256 /* rows per batch: bounds the documents held before their puts */
 
-/* What the write pass does with a row of the batch. */
-enum { ROW_SKIP, ROW_PUT, ROW_MERGED, ROW_LATE };
+/* What a row counts as in the report. */
+enum { ROW_NONE, ROW_INSERTED, ROW_UPDATED, ROW_UNCHANGED, ROW_DELETED };
 
-/* The writes of a row whose late events are dropped or kept aside: its sidecar entry, its
- * stored document with new bookkeeping (built in the read pass, put in the write pass). */
-typedef struct lwrite {
-  zql_strbuf_t sid;
-  bson_t side, meta;
-  bool has_side, has_meta;
-} lwrite_t;
+/* What one row of a batch becomes. Any thread of the pool computes it from the stored
+ * document, read in that thread's own read transaction: the snapshot the write transaction
+ * started from, which no earlier row of the run can have changed (a run's ids are unique).
+ * The writer -- the thread that holds the write transaction -- puts the rows in row order
+ * as they become ready, so the same writes happen in the same order whatever the threads,
+ * and writing overlaps with the merges still running. */
+typedef struct crow {
+  atomic_bool done; /* the fields below are set (release; the writer acquires) */
+  uint8_t kind;     /* ROW_NONE, ... */
+  int rc;           /* a failure, described in err */
+  int64_t late;     /* late events merged */
+  int64_t dropped;  /* late events not merged (drop, sidecar) */
+  bool has_doc, has_side;
+  bson_t doc;       /* the new document, or the stored one with new bookkeeping (late
+                     * events not merged) */
+  bson_t side;      /* late events kept aside (sidecar): the entry, id in sid */
+  zql_strbuf_t sid, err;
+} crow_t;
 
-/* A stored document to merge with the run's row (mode reduce). The serial pass over a
- * batch reads it; the pool's threads merge the states, finalize and encode the new
- * document; the write pass puts it in row order -- the same writes in the same order
- * whatever the threads. */
-typedef struct mjob {
-  const orow_t *o;
-  uint32_t pti;
-  bson_t ost, nst;        /* the stored states (a view valid in the txn), the run's partial */
-  zql_outdoc_meta_t m;
-  bson_t doc;             /* the merged document (when rc == 0) */
-  int rc;
-  zql_strbuf_t err;
-} mjob_t;
-
-typedef struct mpool {
+typedef struct cpool {
   agg_t *a;
+  const runrec_t *r;
   const zql_result_t *res;
-  mjob_t *jobs;
+  const rowset_t *rs;
+  size_t b0, nb;           /* the batch: rows b0 .. b0 + nb - 1 */
+  crow_t *rows;            /* [nb] */
   uint32_t ntables;
-  zql_refinal_t **rf;     /* [worker * ntables + table], made on first use */
-  zql_arena_t **arena;    /* [worker] */
-} mpool_t;
+  bool reduce, track_late;
+  int64_t W;               /* R13: buckets that ended at or before W are closed */
+  const char *late;
+  zql_store_txn_t *txn;    /* the writer's */
+  zql_store_txn_t **rtx;   /* [worker]: read transactions, begun on first use */
+  zql_refinal_t **rf;      /* [worker * ntables + table], made on first use */
+  zql_arena_t **arena;     /* [worker] */
+  size_t next;             /* writer: the batch's next row to put */
+  int rc;                  /* writer: the first failure in row order */
+} cpool_t;
 
-static int merge_task(void *arg, uint32_t task, uint32_t worker)
+/* Merge the stored document old's states with the row's partial (mode reduce), finalize,
+ * and build the new document in c->doc. */
+static int merge_row(cpool_t *p, crow_t *c, const orow_t *o, uint32_t pti, const bson_t *old,
+                     const zql_val_t *row, const zql_val_t *state,
+                     const zql_outdoc_meta_t *m, uint32_t worker)
 {
-  mpool_t *p = arg;
   agg_t *a = p->a;
-  mjob_t *j = &p->jobs[task];
-  const orow_t *o = j->o;
-  const zql_result_table_t *rt = &p->res->tables[o->t];
-  const zql_ptable_t *pt = &a->plan->tables[j->pti];
-  const zql_val_t *row = &rt->vals[o->r * rt->ncols];
-  zql_refinal_t **rf = &p->rf[(size_t)worker * p->ntables + j->pti];
+  const zql_ptable_t *pt = &a->plan->tables[pti];
+  bson_t ost, nst;
+  bson_iter_t it;
+  const uint8_t *sd = NULL;
+  uint32_t sl = 0;
+  if (bson_iter_init_find(&it, old, "state") && BSON_ITER_HOLDS_DOCUMENT(&it))
+    bson_iter_document(&it, &sl, &sd);
+  if (!sd || !bson_init_static(&ost, sd, sl) || state->t != ZQL_V_DOC ||
+      !bson_init_static(&nst, state->u.p, state->len)) {
+    zql_strbuf_addf(&c->err, "%s: stored document '%.*s' in %s has no saved states", a->name,
+                    (int)o->len, (const char *)o->id, pt->into);
+    return ZQL_E_CORRUPT;
+  }
+  zql_refinal_t **rf = &p->rf[(size_t)worker * p->ntables + pti];
   zql_arena_t *arena = p->arena[worker];
-  const bson_t *sts[2] = {&j->ost, &j->nst};
+  const bson_t *sts[2] = {&ost, &nst};
   zql_val_t *cols = zql_arena_alloc(arena, pt->ncols * sizeof *cols + 1);
   zql_val_t merged;
+  zql_strbuf_t why = ZQL_STRBUF_INIT;
   int rc = cols ? 0 : ZQL_E_NOMEM;
   if (!rc && !*rf)
-    rc = zql_refinal_new(a->x, j->pti, rf, &j->err);
+    rc = zql_refinal_new(a->x, pti, rf, &why);
   if (!rc)
-    rc = zql_refinal_run(*rf, row, sts, 2, arena, cols, &merged, &j->err);
-  if (!rc && !zql_outdoc_build(&j->doc, a->plan, j->pti, cols, &merged, (const char *)o->id,
-                               o->len, &j->m))
+    rc = zql_refinal_run(*rf, row, sts, 2, arena, cols, &merged, &why);
+  if (!rc && !zql_outdoc_build(&c->doc, a->plan, pti, cols, &merged, (const char *)o->id,
+                               o->len, m))
     rc = ZQL_E_NOMEM;
+  if (rc)
+    zql_strbuf_addf(&c->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
+                    (const char *)o->id, pt->into,
+                    why.buf ? why.buf : rc == ZQL_E_NOMEM ? "out of memory" : "");
+  zql_strbuf_release(&why);
   zql_arena_reset(arena);
-  j->rc = rc;
-  return 0; /* the write pass reports the first failure in row order */
+  return rc;
 }
 
-/* Commit one incremental run (modes reduce and merge) in one transaction, in batches:
- * read the batch's stored documents and settle its late rows (serial), merge the stored
- * states with the run's (parallel: in users_daily's commit each document carries a
- * 16 KiB hll and an exact set), then write the batch in row order (serial). */
+/* Row o of the batch: what it counts as and what the writer puts. */
+static int compute_row(cpool_t *p, crow_t *c, const orow_t *o, uint32_t worker)
+{
+  agg_t *a = p->a;
+  const zql_result_table_t *rt = &p->res->tables[o->t];
+  uint32_t pti = zql_outdoc_table(a->plan, o->t);
+  const zql_ptable_t *pt = &a->plan->tables[pti];
+  const zql_val_t *row = &rt->vals[o->r * rt->ncols];
+  const zql_val_t *state = &rt->state[o->r];
+  if (past_retention(a, pti, row)) {
+    c->kind = ROW_DELETED;
+    return 0;
+  }
+  zql_store_txn_t **rtx = &p->rtx[worker];
+  int rc;
+  if (!*rtx && (rc = zql_store_begin(a->s, false, rtx, &c->err)) != 0)
+    return rc;
+  bson_t old;
+  int g = zql_store_peek(*rtx, pt->into, o->id, o->len, &old, &c->err);
+  if (g < 0)
+    return g;
+  zql_outdoc_meta_t m = {p->r->hi, 1, 0, true};
+  if (g == 0) {
+    zql_outdoc_read_meta(&old, &m);
+    if (m.hw >= p->r->hi) { /* this run was already applied to it (R12) */
+      c->kind = ROW_UNCHANGED;
+      return 0;
+    }
+    m.hw = p->r->hi;
+  }
+  int64_t nlate = 0;
+  if (p->track_late && pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE) {
+    int64_t end;
+    if (zql_bucket_end(&a->bk[pti], row[pt->bucket_col].u.i, &end) == 0 && end <= p->W)
+      nlate = row_events(pt, state);
+  }
+  if (nlate && strcmp(p->late, "merge") != 0) {
+    /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
+    c->dropped = nlate;
+    if (strcmp(p->late, "sidecar") == 0 && a->plan->sidecar) {
+      zql_strbuf_add(&c->sid, o->id, o->len);
+      zql_strbuf_addf(&c->sid, "@%" PRId64, p->r->hi);
+      bson_init(&c->side);
+      c->has_side = true;
+      bson_append_utf8(&c->side, "agg", 3, a->name, -1);
+      bson_append_binary(&c->side, "id", 2, BSON_SUBTYPE_BINARY, o->id, (uint32_t)o->len);
+      bson_append_int64(&c->side, "lo", 2, p->r->lo);
+      bson_append_int64(&c->side, "hi", 2, p->r->hi);
+      bson_append_int64(&c->side, "n", 1, nlate);
+      zql_outdoc_meta_t none = {0, 0, 0, false};
+      bson_t body = BSON_INITIALIZER;
+      if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)o->id, o->len, &none))
+        bson_append_document(&c->side, "doc", 3, &body);
+      bson_destroy(&body);
+      if (c->sid.oom || c->sid.len > ZQL_STORE_MAX_ID) {
+        zql_strbuf_adds(&c->err, "out of memory");
+        return ZQL_E_NOMEM;
+      }
+    }
+    if (g == 0) {
+      m.late += nlate;
+      bson_init(&c->doc);
+      c->has_doc = true;
+      meta_doc(&c->doc, &old, &m);
+    }
+    return 0;
+  }
+  m.late += nlate;
+  c->late = nlate;
+  if (g == 0)
+    m.rev++;
+  c->kind = g == 0 ? ROW_UPDATED : ROW_INSERTED;
+  bson_init(&c->doc);
+  c->has_doc = true;
+  if (g == 0 && p->reduce)
+    return merge_row(p, c, o, pti, &old, row, state, &m, worker);
+  if (!zql_outdoc_build(&c->doc, a->plan, pti, row, state, (const char *)o->id, o->len, &m)) {
+    zql_strbuf_adds(&c->err, "out of memory");
+    return ZQL_E_NOMEM;
+  }
+  return 0;
+}
+
+/* The writer: put row k of the batch (done) and count it. After a failure nothing more is
+ * written; the first failure in row order is the one reported. */
+static void write_row(cpool_t *p, size_t k)
+{
+  agg_t *a = p->a;
+  crow_t *c = &p->rows[k];
+  size_t i = p->b0 + k;
+  if (p->rc)
+    return;
+  if (i == p->rs->n / 2 && i)
+    crash_point("mid-commit");
+  if (c->rc) {
+    zql_strbuf_adds(a->err, c->err.buf ? c->err.buf : "cannot merge a stored document");
+    p->rc = c->rc;
+    return;
+  }
+  const orow_t *o = &p->rs->v[i];
+  const char *coll = a->plan->tables[zql_outdoc_table(a->plan, o->t)].into;
+  a->rep->late += (uint64_t)c->late;
+  a->rep->dropped += (uint64_t)c->dropped;
+  switch (c->kind) {
+  case ROW_INSERTED: a->rep->inserted++; break;
+  case ROW_UPDATED: a->rep->updated++; break;
+  case ROW_UNCHANGED: a->rep->unchanged++; break;
+  case ROW_DELETED: a->rep->deleted++; break;
+  default: break;
+  }
+  int rc = 0;
+  if (c->has_side)
+    rc = zql_store_put(p->txn, a->plan->sidecar, c->sid.buf, c->sid.len, &c->side, a->err);
+  if (!rc && c->has_doc)
+    rc = zql_store_put(p->txn, coll, o->id, o->len, &c->doc, a->err);
+  p->rc = rc;
+}
+
+/* The writer puts every row that is ready, in order. */
+static void write_ready(cpool_t *p)
+{
+  while (p->next < p->nb &&
+         atomic_load_explicit(&p->rows[p->next].done, memory_order_acquire))
+    write_row(p, p->next++);
+}
+
+/* Pool task: row `task` of the batch. Worker 0 is the calling thread (pool.h), the one
+ * with the write transaction: it writes what is ready after each of its rows. */
+static int row_task(void *arg, uint32_t task, uint32_t worker)
+{
+  cpool_t *p = arg;
+  crow_t *c = &p->rows[task];
+  c->rc = compute_row(p, c, &p->rs->v[p->b0 + task], worker);
+  atomic_store_explicit(&c->done, true, memory_order_release);
+  if (worker == 0)
+    write_ready(p);
+  return 0;
+}
+
+/* Commit one incremental run (modes reduce and merge) in one transaction, in batches of
+ * rows: each row's stored document is read and merged with the run's states on the
+ * pool's threads (in users_daily's commit each document carries a 16 KiB hll and an exact
+ * set), and written in row order by this thread as the rows become ready. */
 static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, int64_t tmax,
                               bool any)
 {
@@ -804,201 +966,76 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   }
   crash_point("before-commit");
   double t0 = mono();
-  bool reduce = strcmp(a->plan->mode, "reduce") == 0;
-  /* R13: buckets that ended at or before W = max event time seen - lateness are closed */
-  bool track_late = a->wm.has_et;
-  int64_t W = a->wm.et - a->plan->lateness_ms;
-  const char *late = a->plan->late ? a->plan->late : "merge";
   unsigned threads = agg_threads(a);
-  mpool_t p = {a, res, NULL, a->plan->ntables ? a->plan->ntables : 1, NULL, NULL};
-  /* not cleared: the read pass sets what the other passes read (a batch's jobs take
-   * 100 KiB, which calloc would clear and fault in whole) */
-  size_t nb = rs.n < COMMIT_BATCH ? (rs.n ? rs.n : 1) : COMMIT_BATCH;
-  uint8_t *act = zql_malloc(nb);
-  lwrite_t *lw = zql_malloc(nb * sizeof *lw);
-  uint32_t *jix = zql_malloc(nb * sizeof *jix);
-  zql_outdoc_meta_t *meta = zql_malloc(nb * sizeof *meta);
-  p.jobs = zql_malloc(nb * sizeof *p.jobs);
+  cpool_t p = {0};
+  p.a = a;
+  p.r = r;
+  p.res = res;
+  p.rs = &rs;
+  p.ntables = a->plan->ntables ? a->plan->ntables : 1;
+  p.reduce = strcmp(a->plan->mode, "reduce") == 0;
+  p.track_late = a->wm.has_et;
+  p.W = a->wm.et - a->plan->lateness_ms;
+  p.late = a->plan->late ? a->plan->late : "merge";
+  /* not cleared: a row's slot is set up before its task runs (a batch's slots take
+   * 60 KiB, which calloc would clear and fault in whole) */
+  size_t cap = rs.n < COMMIT_BATCH ? (rs.n ? rs.n : 1) : COMMIT_BATCH;
+  p.rows = zql_malloc(cap * sizeof *p.rows);
+  p.rtx = zql_calloc(threads, sizeof *p.rtx);
   p.rf = zql_calloc((size_t)threads * p.ntables, sizeof *p.rf);
   p.arena = zql_calloc(threads, sizeof *p.arena);
-  if (!act || !lw || !jix || !meta || !p.jobs || !p.rf || !p.arena)
+  if (!p.rows || !p.rtx || !p.rf || !p.arena)
     rc = ZQL_E_NOMEM;
-  for (size_t i = 0; lw && i < nb; i++) {
-    zql_strbuf_init(&lw[i].sid);
-    lw[i].has_side = lw[i].has_meta = false;
-  }
   for (unsigned w = 0; w < threads && !rc; w++)
     if (!(p.arena[w] = zql_arena_create(NULL)))
       rc = ZQL_E_NOMEM;
   if (rc)
     zql_strbuf_adds(a->err, "out of memory");
-  zql_store_txn_t *txn = NULL;
   if (!rc)
-    rc = zql_store_begin(a->s, true, &txn, a->err);
+    rc = zql_store_begin(a->s, true, &p.txn, a->err);
   for (size_t b0 = 0; b0 < rs.n && !rc; b0 += COMMIT_BATCH) {
-    size_t b1 = rs.n - b0 < COMMIT_BATCH ? rs.n : b0 + COMMIT_BATCH;
-    uint32_t nj = 0;
-    /* 1. read: the stored documents (views, valid until the first write: this pass and
-     * the merges write nothing), the late rows settled, the merges collected */
-    for (size_t i = b0; i < b1 && !rc; i++) {
-      act[i - b0] = ROW_SKIP;
-      const orow_t *o = &rs.v[i];
-      const zql_result_table_t *rt = &res->tables[o->t];
-      uint32_t pti = zql_outdoc_table(a->plan, o->t);
-      const zql_ptable_t *pt = &a->plan->tables[pti];
-      const zql_val_t *row = &rt->vals[o->r * rt->ncols];
-      const zql_val_t *state = &rt->state[o->r];
-      const uint8_t *id = row_id(&rs, o);
-      if (past_retention(a, pti, row)) {
-        a->rep->deleted++;
-        continue;
-      }
-      bson_t old;
-      int g = zql_store_peek(txn, pt->into, id, o->len, &old, a->err);
-      if (g < 0) {
-        rc = g;
-        break;
-      }
-      zql_outdoc_meta_t m = {r->hi, 1, 0, true};
-      if (g == 0) {
-        zql_outdoc_read_meta(&old, &m);
-        if (m.hw >= r->hi) { /* this run was already applied to it (R12) */
-          a->rep->unchanged++;
-          continue;
-        }
-        m.hw = r->hi;
-      }
-      int64_t nlate = 0;
-      if (track_late && pt->bucket_col >= 0 && row[pt->bucket_col].t == ZQL_V_DATE) {
-        int64_t end;
-        if (zql_bucket_end(&a->bk[pti], row[pt->bucket_col].u.i, &end) == 0 && end <= W)
-          nlate = row_events(pt, state);
-      }
-      if (nlate && strcmp(late, "merge") != 0) {
-        /* drop / sidecar: counted, not merged; sidecar keeps the partial for a backfill */
-        a->rep->dropped += (uint64_t)nlate;
-        lwrite_t *l = &lw[i - b0];
-        act[i - b0] = ROW_LATE;
-        if (strcmp(late, "sidecar") == 0 && a->plan->sidecar) {
-          zql_strbuf_add(&l->sid, id, o->len);
-          zql_strbuf_addf(&l->sid, "@%" PRId64, r->hi);
-          bson_init(&l->side);
-          l->has_side = true;
-          bson_append_utf8(&l->side, "agg", 3, a->name, -1);
-          bson_append_binary(&l->side, "id", 2, BSON_SUBTYPE_BINARY, id, (uint32_t)o->len);
-          bson_append_int64(&l->side, "lo", 2, r->lo);
-          bson_append_int64(&l->side, "hi", 2, r->hi);
-          bson_append_int64(&l->side, "n", 1, nlate);
-          zql_outdoc_meta_t none = {0, 0, 0, false};
-          bson_t body = BSON_INITIALIZER;
-          if (zql_outdoc_build(&body, a->plan, pti, row, state, (const char *)id, o->len, &none))
-            bson_append_document(&l->side, "doc", 3, &body);
-          bson_destroy(&body);
-          if (l->sid.oom || l->sid.len > ZQL_STORE_MAX_ID) {
-            rc = ZQL_E_NOMEM;
-            zql_strbuf_adds(a->err, "out of memory");
-          }
-        }
-        if (!rc && g == 0) {
-          m.late += nlate;
-          bson_init(&l->meta);
-          l->has_meta = true;
-          meta_doc(&l->meta, &old, &m);
-        }
-        continue;
-      }
-      m.late += nlate;
-      a->rep->late += (uint64_t)nlate;
-      if (g == 0) {
-        m.rev++;
-        a->rep->updated++;
-      } else {
-        a->rep->inserted++;
-      }
-      meta[i - b0] = m;
-      act[i - b0] = ROW_PUT;
-      if (g == 0 && reduce) {
-        mjob_t *j = &p.jobs[nj];
-        bson_iter_t it;
-        const uint8_t *sd = NULL;
-        uint32_t sl = 0;
-        if (bson_iter_init_find(&it, &old, "state") && BSON_ITER_HOLDS_DOCUMENT(&it))
-          bson_iter_document(&it, &sl, &sd);
-        if (!sd || !bson_init_static(&j->ost, sd, sl) || state->t != ZQL_V_DOC ||
-            !bson_init_static(&j->nst, state->u.p, state->len)) {
-          zql_strbuf_addf(a->err, "%s: stored document '%.*s' in %s has no saved states",
-                          a->name, (int)o->len, (const char *)id, pt->into);
-          rc = ZQL_E_CORRUPT;
-          break;
-        }
-        j->o = o;
-        j->pti = pti;
-        j->m = m;
-        j->rc = 0;
-        zql_strbuf_init(&j->err);
-        bson_init(&j->doc);
-        act[i - b0] = ROW_MERGED;
-        jix[i - b0] = nj++;
-      }
+    p.b0 = b0;
+    p.nb = rs.n - b0 < COMMIT_BATCH ? rs.n - b0 : COMMIT_BATCH;
+    p.next = 0;
+    for (size_t k = 0; k < p.nb; k++) {
+      crow_t *c = &p.rows[k];
+      atomic_init(&c->done, false);
+      c->kind = ROW_NONE;
+      c->rc = 0;
+      c->late = c->dropped = 0;
+      c->has_doc = c->has_side = false;
+      zql_strbuf_init(&c->sid);
+      zql_strbuf_init(&c->err);
     }
-    /* 2. merge, finalize and encode the stored documents (a few rows: no threads) */
-    if (!rc && nj)
-      zql_pool_run(nj >= 16 ? threads : 1, nj, merge_task, &p);
-    /* 3. write, in row order */
-    for (size_t i = b0; i < b1 && !rc; i++) {
-      if (i == rs.n / 2 && i)
-        crash_point("mid-commit");
-      const orow_t *o = &rs.v[i];
-      uint32_t pti = zql_outdoc_table(a->plan, o->t);
-      const zql_ptable_t *pt = &a->plan->tables[pti];
-      if (act[i - b0] == ROW_MERGED) {
-        const mjob_t *j = &p.jobs[jix[i - b0]];
-        if (j->rc) {
-          zql_strbuf_addf(a->err, "%s: document '%.*s' in %s: %s", a->name, (int)o->len,
-                          (const char *)o->id, pt->into, j->err.buf ? j->err.buf : "");
-          rc = j->rc;
-        } else {
-          rc = zql_store_put(txn, pt->into, o->id, o->len, &j->doc, a->err);
-        }
-      } else if (act[i - b0] == ROW_LATE) {
-        lwrite_t *l = &lw[i - b0];
-        if (l->has_side)
-          rc = zql_store_put(txn, a->plan->sidecar, l->sid.buf, l->sid.len, &l->side, a->err);
-        if (!rc && l->has_meta)
-          rc = zql_store_put(txn, pt->into, o->id, o->len, &l->meta, a->err);
-      } else if (act[i - b0] == ROW_PUT) {
-        const zql_result_table_t *rt = &res->tables[o->t];
-        rc = put_row(a, txn, pt->into, pti, &rt->vals[o->r * rt->ncols], &rt->state[o->r],
-                     o->id, o->len, &meta[i - b0]);
-      }
-    }
-    for (uint32_t k = 0; k < nj; k++) {
-      bson_destroy(&p.jobs[k].doc);
-      zql_strbuf_release(&p.jobs[k].err);
-    }
-    for (size_t i = b0; i < b1; i++) {
-      lwrite_t *l = &lw[i - b0];
-      if (l->has_side)
-        bson_destroy(&l->side);
-      if (l->has_meta)
-        bson_destroy(&l->meta);
-      zql_strbuf_release(&l->sid);
-      l->has_side = l->has_meta = false;
+    /* a few rows: no threads */
+    zql_pool_run(p.nb >= 16 ? threads : 1, (uint32_t)p.nb, row_task, &p);
+    write_ready(&p); /* the rows other threads finished last */
+    rc = p.rc;
+    for (size_t k = 0; k < p.nb; k++) {
+      crow_t *c = &p.rows[k];
+      if (c->has_doc)
+        bson_destroy(&c->doc);
+      if (c->has_side)
+        bson_destroy(&c->side);
+      zql_strbuf_release(&c->sid);
+      zql_strbuf_release(&c->err);
     }
   }
-  if (txn)
-    rc = finish_commit(a, txn, r, res, rc, any, tmax);
+  for (unsigned w = 0; p.rtx && w < threads; w++)
+    if (p.rtx[w])
+      zql_store_abort(p.rtx[w]);
+ 
+  if (p.txn)
+    rc = finish_commit(a, p.txn, r, res, rc, any, tmax);
+ 
   for (size_t i = 0; p.rf && i < (size_t)threads * p.ntables; i++)
     zql_refinal_free(p.rf[i]);
   for (unsigned w = 0; p.arena && w < threads; w++)
     zql_arena_delete(p.arena[w]);
   zql_free(p.rf);
   zql_free(p.arena);
-  zql_free(p.jobs);
-  zql_free(act);
-  zql_free(lw);
-  zql_free(jix);
-  zql_free(meta);
+  zql_free(p.rtx);
+  zql_free(p.rows);
   rowset_free(&rs);
   a->rep->commit_seconds += mono() - t0;
   if (!rc)

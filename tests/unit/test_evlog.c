@@ -732,6 +732,27 @@ static void test_open_segment_hint(void **state)
   assert_int_equal(si->count, 40);
   assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 40);
   zql_evlog_reader_close(r);
+
+  /* records larger than the window the check reads at each sparse entry: checked whole */
+  w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
+  assert_int_equal(zql_evlog_close(w, NULL), 0); /* a valid hint of the 40 records */
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  si = zql_evlog_reader_segment(r, 0);
+  assert_true(si->hinted);
+  assert_int_equal(si->count, 40);
+  assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 40);
+  zql_evlog_reader_close(r);
+  /* and one whose last byte is wrong there: the hint is not used */
+  assert_int_equal(stat(seg, &ss), 0);
+  fd = open(seg, O_RDWR);
+  uint8_t z = 1;
+  assert_int_equal(pwrite(fd, &z, 1, ss.st_size - 1), 1); /* the last document's NUL */
+  close(fd);
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  si = zql_evlog_reader_segment(r, 0);
+  assert_false(si->hinted);
+  assert_int_equal(si->count, 39);
+  zql_evlog_reader_close(r);
 }
 
 static void test_interrupted_seal(void **state)
