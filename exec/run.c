@@ -1480,6 +1480,12 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
       rc = build_sessidx(&r, t, &sidx[t]);
       sptr[t] = &sidx[t];
     }
+    /* the reduce gave the prepass tables' groups back partition by partition: empty the
+     * tables, or the main pass's spills would walk their freed groups (and its memory
+     * count would include them) */
+    for (unsigned i = 0; i < r.nw; i++)
+      for (uint32_t t = first_pre; t < p->ntables; t++)
+        zql_hashagg_clear(&r.w[i].vm.tables[t], &r.w[i].vm.actx);
     for (unsigned i = 0; i < r.nw; i++) { /* counters count the main pass only */
       zql_vm_t *vm = &r.w[i].vm;
       vm->sess = sptr;
