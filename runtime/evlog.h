@@ -175,13 +175,12 @@ int zql_evlog_cursor_open(zql_evlog_reader_t *r, const zql_evlog_range_t *range,
 int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t max,
                           zql_strbuf_t *err);
 void zql_evlog_cursor_close(zql_evlog_cursor_t *c);
-/* The views this cursor returned so far are no longer used: drop the pages of the sealed
- * segments they lie in from the process's memory (madvise MADV_DONTNEED; the page cache
- * keeps them). A scan over a log larger than RAM then does not grow the process's resident
- * set. Call it before zql_evlog_cursor_next when the previous batch's views are dead.
- * Within the current segment, pages are dropped only once at least min_bytes were read
- * since the last drop (madvise is a system call: batch it); finished segments always. */
-void zql_evlog_cursor_release(zql_evlog_cursor_t *c, size_t min_bytes);
+/* Read records with pread into a buffer of the cursor instead of through the reader's
+ * mappings (call before the first zql_evlog_cursor_next). Views are then valid only until
+ * the cursor's next call. Cheaper for records read once that the process has not mapped
+ * yet: a page costs a fault to map and a TLB shootdown to unmap, more than its copy
+ * (docs/performance.md). */
+void zql_evlog_cursor_use_pread(zql_evlog_cursor_t *c);
 
 /* Split (lo, hi] (clamped to the snapshot) into at most n chunks of roughly equal bytes
  * (estimated from the sparse indexes): bounds[0] = lo < bounds[1] < ... < bounds[k] = hi,

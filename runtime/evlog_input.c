@@ -1,9 +1,11 @@
 /*
  * evlog_input.c -- the event log as an executor input (runtime services -> stage 4).
  *
- * See evlog_input.h. Each chunk gets its own cursor (cursors belong to one thread; the
- * reader's mappings are shared read-only), and next() converts the cursor's views into
- * zql_event_t without copying a byte of the documents.
+ * See evlog_input.h. Each chunk gets its own cursor (cursors belong to one thread), which
+ * reads its records with pread into a window of its own (zql_evlog_cursor_use_pread: the
+ * executor reads each record once and is done with a batch's values -- copied into states
+ * or rows -- when it asks for the next batch); next() converts the cursor's views into
+ * zql_event_t without copying the documents again.
  */
 #include "runtime/base/zql_common.h"
 
@@ -37,6 +39,7 @@ static int in_open(void *arg, int64_t lo, int64_t hi, int64_t ts_lo, int64_t ts_
     zql_free(c);
     return rc;
   }
+  zql_evlog_cursor_use_pread(c->c);
   *out = c;
   return 0;
 }
@@ -46,9 +49,6 @@ static int in_next(void *cur, zql_event_t *ev, size_t max, zql_strbuf_t *err)
   cursor_t *c = cur;
   if (max > ZQL_ARRAY_LEN(c->views))
     max = ZQL_ARRAY_LEN(c->views);
-  /* the executor is done with the previous batch (its values were copied into states or
-   * rows): its pages can leave the resident set */
-  zql_evlog_cursor_release(c->c, 4u << 20);
   int n = zql_evlog_cursor_next(c->c, c->views, max, err);
   for (int i = 0; i < n; i++)
     ev[i] = (zql_event_t){c->views[i].seq, c->views[i].ts, c->views[i].doc, c->views[i].len};
@@ -58,7 +58,6 @@ static int in_next(void *cur, zql_event_t *ev, size_t max, zql_strbuf_t *err)
 static void in_close(void *cur)
 {
   cursor_t *c = cur;
-  zql_evlog_cursor_release(c->c, 0); /* the whole chunk is done */
   zql_evlog_cursor_close(c->c);
   zql_free(c);
 }

@@ -26,8 +26,13 @@
  * inside a segment at the last sparse entry at or before the wanted _seq, and stop at
  * the first _seq past the range. Every record a cursor returns is CRC-checked (CRC-32C
  * runs at memory speed with SSE4.2, in the map workers); a bad one is ZQL_E_CORRUPT with
- * the file and offset. Records the range or time filter skips are only walked. Views point into the mapping or the buffer: zero-copy, no per-event
- * allocation; valid until the reader is closed.
+ * the file and offset. Records the range or time filter skips are only walked. Views point
+ * into the mapping (no copy, no per-event allocation; valid until the reader is closed) or,
+ * for a cursor that preads (the executor's: zql_evlog_cursor_use_pread), into the cursor's
+ * window of 128 KiB, refilled by pread and valid until the cursor's next call. Mapping a
+ * page costs a fault, and unmapping it -- at close, or earlier to keep a long scan's
+ * resident set small -- a TLB shootdown on every CPU running the process's threads; for
+ * records read once, that is more than the copy.
  *
  * Chunking estimates the byte position of a _seq by linear interpolation between sparse
  * index entries (and the segment's data end), sums positions over segments, cuts the byte
@@ -57,6 +62,7 @@ typedef struct rseg {
   uint8_t *tail;       /* sealed: the index block and footer, read at open (s points in) */
   size_t size;
   bool mapped;
+  int fd; /* for cursors that pread: opened on first use (seg_fd), else -1 */
   uint64_t pos0; /* bytes of data of the segments before this one */
   /* A sealed segment wholly at or before the reader's map_after, known at open by its
    * name and its successor's only (no file read): lazy_first..lazy_last never change;
@@ -84,8 +90,11 @@ struct zql_evlog_cursor {
   size_t off;   /* offset in it; 0: not positioned yet */
   int64_t next; /* _seq expected at off */
   bool done;
-  size_t rel_seg, rel_off; /* zql_evlog_cursor_release: pages before here were dropped */
-  bool rel_started;
+  /* zql_evlog_cursor_use_pread: records are read into buf, which holds segment bseg's
+   * bytes [boff, boff + blen) */
+  bool pread;
+  uint8_t *buf;
+  size_t bcap, bseg, boff, blen;
 };
 
 void zql_evlog_range_all(zql_evlog_range_t *range)
@@ -104,6 +113,8 @@ void zql_evlog_reader_close(zql_evlog_reader_t *r)
     rseg_t *g = &r->segs[i];
     if (g->mapped)
       munmap((void *)g->base, g->size);
+    if (g->fd >= 0)
+      close(g->fd);
     zql_free(g->tail);
     zql_free(g->s.sparse);
   }
@@ -582,6 +593,7 @@ static int reader_open_once(const char *dir, int64_t map_after, zql_evlog_reader
     rseg_t *g = &r->segs[r->n];
     memcpy(g->name, cur.name, sizeof g->name);
     g->info.name = g->name;
+    g->fd = -1;
     r->n++;
     rc = 1;
     if (map_after != INT64_MIN && cur.sealed && li + 1 < n && ents[li].first_seq == cur.first_seq &&
@@ -749,7 +761,95 @@ int zql_evlog_cursor_open(zql_evlog_reader_t *r, const zql_evlog_range_t *range,
 
 void zql_evlog_cursor_close(zql_evlog_cursor_t *c)
 {
+  if (c)
+    zql_free(c->buf);
   zql_free(c);
+}
+
+void zql_evlog_cursor_use_pread(zql_evlog_cursor_t *c)
+{
+  c->pread = true;
+}
+
+/* Segment g's file, opened once for the cursors that pread (the reader's mu held). The
+ * .open segment may have been sealed (renamed) since the reader opened it: its bytes up to
+ * data_end are the same under the sealed name. */
+static int seg_fd(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
+{
+  pthread_mutex_lock(&r->mu);
+  if (g->fd < 0) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->evdir, g->name);
+    g->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (g->fd < 0 && errno == ENOENT && !g->info.sealed) {
+      char sealed[sizeof g->name];
+      zql_evlog_name(sealed, g->s.first_seq, true);
+      snprintf(path, sizeof path, "%s/%s", r->evdir, sealed);
+      g->fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    if (g->fd < 0) {
+      int rc = zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
+      pthread_mutex_unlock(&r->mu);
+      return rc;
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+#define PREAD_WINDOW ((size_t)128 << 10) /* below the mmap threshold: the heap reuses it */
+
+/* A cursor that preads: point *fp at the frame at c->off of segment g in buf, with *avail
+ * bytes after it there -- the whole frame, unless the segment's data ends first (then
+ * frame_parse says what is wrong). Refilling overwrites the records of the views this call
+ * of cursor_next already filled: with got > 0 it returns 0, for the caller to hand those
+ * out first. Returns 1, 0 or a negative error. */
+static int window(zql_evlog_cursor_t *c, rseg_t *g, size_t got, const uint8_t **fp,
+                  size_t *avail, zql_strbuf_t *err)
+{
+  size_t end = g->s.data_end;
+  if (c->bseg == c->seg && c->off >= c->boff && c->off - c->boff + 8 <= c->blen) {
+    size_t at = c->off - c->boff, have = c->blen - at;
+    if (have >= 8 + (size_t)evlog_ld32(c->buf + at) || c->boff + c->blen >= end) {
+      *fp = c->buf + at;
+      *avail = have;
+      return 1;
+    }
+  }
+  if (got)
+    return 0;
+  int rc = seg_fd(c->r, g, err);
+  if (rc)
+    return rc;
+  size_t want = PREAD_WINDOW;
+  for (;;) {
+    size_t n = end - c->off < want ? end - c->off : want;
+    if (n > c->bcap) {
+      uint8_t *b = zql_realloc(c->buf, n);
+      if (!b)
+        return zql_fail(err, ZQL_E_NOMEM, "out of memory reading '%s/%s'", c->r->evdir,
+                        g->name);
+      c->buf = b;
+      c->bcap = n;
+    }
+    if (pread_all(g->fd, c->buf, n, (off_t)c->off) != 0)
+      return zql_fail(err, ZQL_E_IO, "cannot read '%s/%s': %s", c->r->evdir, g->name,
+                      strerror(errno));
+    c->bseg = c->seg;
+    c->boff = c->off;
+    c->blen = n;
+    /* a record larger than the window: read it whole (a length past the largest record
+     * is left for frame_parse to reject) */
+    size_t need = n >= 8 ? 8 + (size_t)evlog_ld32(c->buf) : 0;
+    if (need > n && n < end - c->off && need <= 8 + EVLOG_FRAME_FIXED + ZQL_EVLOG_MAX_DOC) {
+      want = need;
+      continue;
+    }
+    break;
+  }
+  *fp = c->buf;
+  *avail = c->blen;
+  return 1;
 }
 
 /* Does segment g hold anything of the range? */
@@ -823,19 +923,21 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
         return mrc;
       int64_t want = q->seq_lo < g->s.first_seq ? g->s.first_seq : q->seq_lo + 1;
       seek(&g->s, want, &c->off, &c->next);
-      if (!c->rel_started) { /* where this cursor's reading starts (for release) */
-        c->rel_started = true;
-        c->rel_seg = c->seg;
-        c->rel_off = c->off;
-      }
     }
     while (got < max && c->off < g->s.data_end) {
       zql_evlog_view_t v;
       size_t flen;
       const char *why = "record extends past the index";
       const uint8_t *fp = g->base + c->off;
-      evlog_frame_status_t st =
-          zql_evlog_frame_parse(fp, g->s.data_end - c->off, c->next, false, &v, &flen, &why);
+      size_t avail = g->s.data_end - c->off;
+      if (c->pread) {
+        int w = window(c, g, got, &fp, &avail, err);
+        if (w < 0)
+          return w;
+        if (w == 0)
+          return (int)got;
+      }
+      evlog_frame_status_t st = zql_evlog_frame_parse(fp, avail, c->next, false, &v, &flen, &why);
       if (st != EVLOG_FRAME_OK)
         return zql_fail(err, ZQL_E_CORRUPT, "'%s/%s': offset %zu: %s", r->evdir, g->name,
                               c->off, why);
@@ -861,36 +963,6 @@ int zql_evlog_cursor_next(zql_evlog_cursor_t *c, zql_evlog_view_t *views, size_t
     }
   }
   return (int)got;
-}
-
-/* Drop the mapped pages of sealed segment g in [from, to) from this process (page
- * aligned inward: a page still partly ahead of the cursor stays). The kernel keeps them in
- * the page cache; a later access faults them back in. */
-static void drop_pages(const rseg_t *g, size_t from, size_t to)
-{
-  if (!g->mapped || to <= from)
-    return;
-  size_t ps = (size_t)sysconf(_SC_PAGESIZE);
-  size_t a = (from + ps - 1) / ps * ps, b = to / ps * ps;
-  if (b > a)
-    madvise((void *)(uintptr_t)(g->base + a), b - a, MADV_DONTNEED);
-}
-
-void zql_evlog_cursor_release(zql_evlog_cursor_t *c, size_t min_bytes)
-{
-  zql_evlog_reader_t *r = c->r;
-  if (!c->rel_started)
-    return; /* nothing read yet */
-  while (c->rel_seg < r->n && c->rel_seg < c->seg) { /* segments finished since */
-    drop_pages(&r->segs[c->rel_seg], c->rel_off, r->segs[c->rel_seg].size);
-    c->rel_seg++;
-    c->rel_off = 0;
-  }
-  if (c->rel_seg == c->seg && c->seg < r->n && c->off > c->rel_off &&
-      c->off - c->rel_off >= min_bytes) {
-    drop_pages(&r->segs[c->seg], c->rel_off, c->off);
-    c->rel_off = c->off;
-  }
 }
 
 /* {==== chunking ====} */

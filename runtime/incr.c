@@ -1322,6 +1322,7 @@ static int dirty_buckets(agg_t *a, const zql_bucket_t *bk, int64_t lo, int64_t h
   zql_evlog_cursor_t *c = NULL;
   if ((rc = zql_evlog_cursor_open(a->reader, &q, &c, a->err)) != 0)
     return rc;
+  zql_evlog_cursor_use_pread(c); /* each record is read once, its views batch by batch */
   dbucket_t *v = NULL;
   size_t n = 0, cap = 0;
   zql_evlog_view_t views[256];

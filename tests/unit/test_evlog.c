@@ -755,6 +755,114 @@ static void test_open_segment_hint(void **state)
   zql_evlog_reader_close(r);
 }
 
+/* Every record of (lo, hi], read by a cursor through the mappings and by one that preads
+ * (zql_evlog_cursor_use_pread), 5 views per call: the same _seqs and bytes. Returns the
+ * count, or the pread cursor's error (err). */
+static int scan_both(zql_evlog_reader_t *r, int64_t lo, int64_t hi, zql_strbuf_t *err)
+{
+  zql_evlog_range_t q = {lo, hi, INT64_MIN, INT64_MAX};
+  zql_evlog_cursor_t *m, *p;
+  assert_int_equal(zql_evlog_cursor_open(r, &q, &m, NULL), 0);
+  assert_int_equal(zql_evlog_cursor_open(r, &q, &p, NULL), 0);
+  zql_evlog_cursor_use_pread(p);
+  zql_evlog_view_t vm[5], vp[5];
+  int total = 0, gm = 0, gp = 0, im = 0, ip = 0;
+  for (;;) {
+    if (ip == gp) {
+      gp = zql_evlog_cursor_next(p, vp, 5, err);
+      ip = 0;
+      if (gp <= 0)
+        break;
+    }
+    if (im == gm) {
+      gm = zql_evlog_cursor_next(m, vm, 5, NULL);
+      im = 0;
+      assert_true(gm > 0);
+    }
+    assert_int_equal(vp[ip].seq, vm[im].seq);
+    assert_int_equal(vp[ip].ts, vm[im].ts);
+    assert_int_equal(vp[ip].len, vm[im].len);
+    assert_memory_equal(vp[ip].doc, vm[im].doc, vm[im].len);
+    ip++, im++, total++;
+  }
+  if (gp == 0) /* both at their end */
+    assert_true(im == gm && zql_evlog_cursor_next(m, vm, 5, NULL) == 0);
+  zql_evlog_cursor_close(m);
+  zql_evlog_cursor_close(p);
+  return gp < 0 ? gp : total;
+}
+
+/* Cursors that pread: records across window refills, records larger than the window,
+ * several segments, the .open one sealed after the reader opened it, a bad CRC. */
+static void test_cursor_pread(void **state)
+{
+  zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 1u << 20, 16, NULL);
+  bson_t *big = bson_new();
+  size_t plen = 300u << 10; /* past the 128 KiB window */
+  char *pad = malloc(plen + 1);
+  memset(pad, 'p', plen);
+  pad[plen] = 0;
+  BSON_APPEND_DATE_TIME(big, "timestamp", 5);
+  BSON_APPEND_UTF8(big, "pad", pad);
+  free(pad);
+  const bson_t *docs[1] = {big};
+  int64_t n = 0;
+  for (int i = 0; i < 80; i++) {
+    append_n(w, 50, 1000 + 50 * i, 1, 50 * i);
+    n += 50;
+    if (i % 9 == 4) {
+      assert_int_equal(zql_evlog_append(w, docs, 1, NULL, NULL), 0);
+      n++;
+    }
+  }
+  bson_destroy(big);
+  assert_int_equal(zql_evlog_close(w, NULL), 0);
+  assert_true(count_files(".seg") >= 2);
+  zql_evlog_reader_t *r;
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  assert_int_equal(zql_evlog_reader_last_seq(r), n);
+  assert_int_equal(scan_both(r, 0, n, NULL), n);
+  assert_int_equal(scan_both(r, 777, 3111, NULL), 3111 - 777);
+  assert_int_equal(scan_both(r, n - 3, n, NULL), 3);
+
+  /* the .open segment sealed (renamed) under the reader: read under its new name */
+  size_t last = zql_evlog_reader_nsegments(r) - 1;
+  const zql_evlog_seginfo_t *si = zql_evlog_reader_segment(r, last);
+  assert_false(si->sealed);
+  char from[512], to[512];
+  seg_file(from, sizeof from, si->first_seq, false);
+  seg_file(to, sizeof to, si->first_seq, true);
+  assert_int_equal(rename(from, to), 0);
+  assert_int_equal(scan_both(r, si->first_seq - 1, n, NULL), n - si->first_seq + 1);
+  assert_int_equal(rename(to, from), 0);
+  zql_evlog_reader_close(r);
+
+  /* a record whose bytes went bad in a sealed segment: the pread cursor says where */
+  char seg[512];
+  seg_file(seg, sizeof seg, 1, true);
+  int fd = open(seg, O_RDWR);
+  uint8_t b;
+  assert_int_equal(pread(fd, &b, 1, 4000), 1);
+  b ^= 0x10;
+  assert_int_equal(pwrite(fd, &b, 1, 4000), 1);
+  close(fd);
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  zql_strbuf_t err = ZQL_STRBUF_INIT;
+  zql_evlog_range_t q = {0, n, INT64_MIN, INT64_MAX};
+  zql_evlog_cursor_t *c;
+  assert_int_equal(zql_evlog_cursor_open(r, &q, &c, NULL), 0);
+  zql_evlog_cursor_use_pread(c);
+  zql_evlog_view_t v[64];
+  int got;
+  while ((got = zql_evlog_cursor_next(c, v, 64, &err)) > 0)
+    ;
+  assert_int_equal(got, ZQL_E_CORRUPT);
+  assert_non_null(strstr(err.buf, "00000000000000000001.seg': offset "));
+  zql_strbuf_release(&err);
+  zql_evlog_cursor_close(c);
+  zql_evlog_reader_close(r);
+}
+
 static void test_interrupted_seal(void **state)
 {
   zql_evlog_t *w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 0, NULL);
@@ -925,6 +1033,7 @@ int zql_unit_evlog(void)
       EVTEST(test_torn_tail),
       EVTEST(test_open_segment_crc),
       EVTEST(test_open_segment_hint),
+      EVTEST(test_cursor_pread),
       EVTEST(test_interrupted_seal),
       EVTEST(test_lock),
       EVTEST(test_retention),
