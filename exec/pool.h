@@ -6,7 +6,7 @@
  * indexes from an atomic counter so that fast workers take more tasks. It returns when
  * every task ran, with the first non-zero value a task returned (later tasks still run:
  * each task reports its own errors). Map tasks (chunks) and reduce tasks (partitions) both
- * run through it.
+ * run through it. Threads are kept between calls (pool.c says why).
  */
 #ifndef ZQL_POOL_H
 #define ZQL_POOL_H
@@ -16,5 +16,9 @@
 typedef int (*zql_task_fn)(void *arg, uint32_t task, uint32_t worker);
 
 int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg);
+
+/* Make the kept threads of `threads` exist and wake them for a few milliseconds: called
+ * where a run starts, so that they are running when its first phase needs them (pool.c). */
+void zql_pool_warm(unsigned threads);
 
 #endif

@@ -1360,6 +1360,7 @@ int zql_exec_run(const zql_xplan_t *x, const zql_input_t *in, const zql_run_opts
   const zql_plan_t *p = x->plan;
   run_t r;
   memset(&r, 0, sizeof r);
+  zql_pool_warm(o->threads); /* while the set-up below runs */
   r.x = x;
   r.p = p;
   r.in = in;

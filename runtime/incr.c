@@ -171,15 +171,20 @@ typedef struct agg {
 
 /* Threads of a run: --threads, else one per online processor (sysconf reads a file in
  * /sys each time: asked once per process). */
-static unsigned agg_threads(const agg_t *a)
+static unsigned opt_threads(const zql_incr_opts_t *o)
 {
   static atomic_long online;
-  long n = a->o->threads;
+  long n = o->threads;
   if (!n && !(n = atomic_load(&online))) {
     n = sysconf(_SC_NPROCESSORS_ONLN);
     atomic_store(&online, n);
   }
   return n < 1 ? 1u : (unsigned)n;
+}
+
+static unsigned agg_threads(const agg_t *a)
+{
+  return opt_threads(a->o);
 }
 
 static int lock_agg(agg_t *a)
@@ -1623,6 +1628,7 @@ int zql_incr_run(zql_store_t *s, const char *data_dir, const char *name, bool re
                  const zql_incr_opts_t *o, zql_incr_report_t *rep, zql_strbuf_t *err)
 {
   double t0 = mono();
+  zql_pool_warm(opt_threads(o)); /* running by the time the first phase needs them */
   agg_t a;
   int rc = agg_open(&a, s, data_dir, name, o, rep, err);
   if (rc) {
@@ -1854,6 +1860,7 @@ int zql_incr_backfill(zql_store_t *s, const char *data_dir, const char *name, in
                       zql_strbuf_t *err)
 {
   double t0 = mono();
+  zql_pool_warm(opt_threads(o));
   agg_t a;
   int rc = agg_open(&a, s, data_dir, name, o, rep, err);
   if (!rc && a.last.run && strcmp(a.last.status, "started") == 0 &&
