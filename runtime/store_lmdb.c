@@ -411,13 +411,75 @@ static void txn_free(lmdb_txn_t *t)
   zql_free(t);
 }
 
+static int lmdb_begin(zql_store_t *base, bool write, zql_store_txn_t **out, zql_strbuf_t *err);
+static void lmdb_abort(zql_store_txn_t *base);
+
+/* Headroom of written zeros past the used pages: an eighth of them, 1 to 16 MiB. */
+static uint64_t headroom(uint64_t used)
+{
+  uint64_t h = used / 8, lo = (uint64_t)1 << 20, hi = (uint64_t)16 << 20;
+  return h < lo ? lo : h > hi ? hi : h;
+}
+
+/* Keep the data file ahead of LMDB's used pages with zeros really written, after a durable
+ * commit. LMDB appends pages it cannot take from its free list at the end of the file, and
+ * then the commit's fdatasync also has to commit the file system's journal (new blocks, a
+ * new size): for an incremental run's 200 documents, 1.2 ms instead of 0.7. Pages written
+ * over zeros already on disk change no metadata. So when less than headroom(used) is left,
+ * the file is extended by twice that (best effort: on failure, e.g. a full disk, LMDB just
+ * extends it as before), under the write lock -- no other writer can be putting pages
+ * there -- and synced, so that this commit, not the next, pays for it. */
+static void grow_ahead(lmdb_store_t *s)
+{
+  int fd;
+  struct stat st;
+  MDB_envinfo info;
+  MDB_stat ms;
+  if (mdb_env_get_fd(s->env, &fd) || fstat(fd, &st) || mdb_env_info(s->env, &info) ||
+      mdb_env_stat(s->env, &ms))
+    return;
+  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize, h = headroom(used);
+  if ((uint64_t)st.st_size >= used + h)
+    return;
+  zql_store_txn_t *x;
+  if (lmdb_begin(&s->base, true, &x, NULL) != 0)
+    return;
+  /* again under the lock: another process may have committed or grown it meanwhile */
+  if (mdb_env_info(s->env, &info) == 0 && fstat(fd, &st) == 0) {
+    used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+    h = headroom(used);
+    uint64_t to = (used + 2 * h + ((1u << 20) - 1)) & ~(uint64_t)((1u << 20) - 1);
+    if (to > info.me_mapsize)
+      to = info.me_mapsize;
+    static const uint8_t zeros[64 << 10];
+    uint64_t at = (uint64_t)st.st_size;
+    bool ok = at < used + h;
+    while (ok && at < to) {
+      size_t n = to - at < sizeof zeros ? (size_t)(to - at) : sizeof zeros;
+      ssize_t w = pwrite(fd, zeros, n, (off_t)at);
+      if (w < 0 && errno == EINTR)
+        continue;
+      ok = w > 0;
+      at += ok ? (uint64_t)w : 0;
+    }
+    if (at > (uint64_t)st.st_size)
+      fdatasync(fd);
+  }
+  lmdb_abort(x);
+}
+
 static int lmdb_commit(zql_store_txn_t *base, zql_strbuf_t *err)
 {
   lmdb_txn_t *t = (lmdb_txn_t *)base;
   lmdb_store_t *s = store_of(base);
   int rc = mdb_txn_commit(t->txn); /* frees the MDB_txn, also on failure */
+  bool write = t->write;
   txn_free(t);
-  return rc ? mdb_fail(s, err, rc, NULL, "committing") : 0;
+  if (rc)
+    return mdb_fail(s, err, rc, NULL, "committing");
+  if (write)
+    grow_ahead(s);
+  return 0;
 }
 
 /* A commit that does not wait for the disk: MDB_NOSYNC for this one commit (LMDB lets the

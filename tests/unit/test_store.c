@@ -1017,6 +1017,58 @@ static void test_scan_time(void **state)
   zql_store_abort(t);
 }
 
+static off_t data_size(const fix_t *f)
+{
+  char p[160];
+  snprintf(p, sizeof p, "%s/results/data.mdb", f->data);
+  struct stat st;
+  assert_int_equal(stat(p, &st), 0);
+  return st.st_size;
+}
+
+/* Commit n documents of `bytes` bytes each, ids prefix + i. */
+static void put_n(fix_t *f, const char *prefix, int n, size_t bytes)
+{
+  uint8_t *blob = calloc(1, bytes);
+  assert_non_null(blob);
+  bson_t b = BSON_INITIALIZER;
+  BSON_APPEND_BINARY(&b, "b", BSON_SUBTYPE_BINARY, blob, (uint32_t)bytes);
+  zql_store_txn_t *t = NULL;
+  assert_int_equal(zql_store_begin(f->s, true, &t, NULL), 0);
+  for (int i = 0; i < n; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "%s%05d", prefix, i);
+    assert_int_equal(zql_store_put(t, "g", id, strlen(id), &b, NULL), 0);
+  }
+  assert_int_equal(zql_store_commit(t, NULL), 0);
+  bson_destroy(&b);
+  free(blob);
+}
+
+/* A durable commit leaves the data file written ahead of the used pages (store_lmdb.c
+ * grow_ahead), so that the next commits write over zeros instead of growing the file:
+ * small commits keep its size; one that outgrows the headroom extends it again. */
+static void test_grow_ahead(void **state)
+{
+  fix_t *f = *state;
+  put_n(f, "a", 10, 100);
+  off_t s1 = data_size(f);
+  assert_true(s1 >= (off_t)2 << 20);
+  for (int i = 0; i < 20; i++)
+    put_n(f, i % 2 ? "a" : "b", 50, 500); /* updates and inserts, 25 KiB each */
+  assert_int_equal(data_size(f), s1);
+  put_n(f, "c", 100, 40 << 10); /* 4 MiB, past the headroom */
+  off_t s2 = data_size(f);
+  assert_true(s2 >= s1 + ((off_t)4 << 20));
+  /* the documents read back */
+  zql_store_txn_t *t = NULL;
+  assert_int_equal(zql_store_begin(f->s, false, &t, NULL), 0);
+  uint64_t n = 0;
+  assert_int_equal(zql_store_count(t, "g", &n, NULL), 0);
+  assert_int_equal(n, 10 + 50 + 50 + 100 - 10);
+  zql_store_abort(t);
+}
+
 int zql_unit_store(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1026,7 +1078,7 @@ int zql_unit_store(void)
       T(test_drop),              T(test_replace),           T(test_collections),
       T(test_large_documents),   T(test_many_small),        T(test_map_growth),
       T(test_invalid_arguments), T(test_corruption),        T(test_open_twice),
-      T(test_commit_lazy),       T(test_scan_time),
+      T(test_commit_lazy),       T(test_scan_time),         T(test_grow_ahead),
 #undef T
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
