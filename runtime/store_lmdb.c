@@ -414,21 +414,23 @@ static void txn_free(lmdb_txn_t *t)
 static int lmdb_begin(zql_store_t *base, bool write, zql_store_txn_t **out, zql_strbuf_t *err);
 static void lmdb_abort(zql_store_txn_t *base);
 
-/* Headroom of written zeros past the used pages: an eighth of them, 1 to 16 MiB. */
+/* Headroom of written zeros past the used pages: a quarter of them, 1 to 64 MiB. */
 static uint64_t headroom(uint64_t used)
 {
-  uint64_t h = used / 8, lo = (uint64_t)1 << 20, hi = (uint64_t)16 << 20;
+  uint64_t h = used / 4, lo = (uint64_t)1 << 20, hi = (uint64_t)64 << 20;
   return h < lo ? lo : h > hi ? hi : h;
 }
 
-/* Keep the data file ahead of LMDB's used pages with zeros really written, after a durable
- * commit. LMDB appends pages it cannot take from its free list at the end of the file, and
- * then the commit's fdatasync also has to commit the file system's journal (new blocks, a
- * new size): for an incremental run's 200 documents, 1.2 ms instead of 0.7. Pages written
- * over zeros already on disk change no metadata. So when less than headroom(used) is left,
- * the file is extended by twice that (best effort: on failure, e.g. a full disk, LMDB just
- * extends it as before), under the write lock -- no other writer can be putting pages
- * there -- and synced, so that this commit, not the next, pays for it. */
+/* Keep the data file ahead of LMDB's used pages with zeros really written. LMDB appends
+ * the pages it cannot take from its free list at the end of the file, and a commit's
+ * fdatasync then also has to commit the file system's journal (new blocks, a new size):
+ * for an incremental run's 200 documents, 1.2 ms instead of 0.7. Pages written over zeros
+ * already on disk change no metadata. So after a durable commit that leaves less than
+ * headroom(used) past the used pages -- a quarter of them, 1 to 64 MiB -- the file is
+ * extended to twice that and synced: the commit that used the room up pays for the ones
+ * after it (like SQLite's SQLITE_FCNTL_CHUNK_SIZE, the file grows in steps). Best effort:
+ * on failure (a full disk) LMDB extends the file itself as before. Done under the write
+ * lock, so no other writer can be putting pages there. */
 static void grow_ahead(lmdb_store_t *s)
 {
   int fd;
@@ -438,8 +440,8 @@ static void grow_ahead(lmdb_store_t *s)
   if (mdb_env_get_fd(s->env, &fd) || fstat(fd, &st) || mdb_env_info(s->env, &info) ||
       mdb_env_stat(s->env, &ms))
     return;
-  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize, h = headroom(used);
-  if ((uint64_t)st.st_size >= used + h)
+  uint64_t used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+  if ((uint64_t)st.st_size >= used + headroom(used))
     return;
   zql_store_txn_t *x;
   if (lmdb_begin(&s->base, true, &x, NULL) != 0)
@@ -447,7 +449,7 @@ static void grow_ahead(lmdb_store_t *s)
   /* again under the lock: another process may have committed or grown it meanwhile */
   if (mdb_env_info(s->env, &info) == 0 && fstat(fd, &st) == 0) {
     used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
-    h = headroom(used);
+    uint64_t h = headroom(used);
     uint64_t to = (used + 2 * h + ((1u << 20) - 1)) & ~(uint64_t)((1u << 20) - 1);
     if (to > info.me_mapsize)
       to = info.me_mapsize;
