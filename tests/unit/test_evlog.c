@@ -157,6 +157,18 @@ static void seg_file(char *buf, size_t n, int64_t first, bool sealed)
   snprintf(buf, n, "%s/events/%s", tmpdir, name);
 }
 
+/* XOR the byte at offset `at` of file `path` with mask (damage for the tests). */
+static void flip_byte(const char *path, off_t at, uint8_t mask)
+{
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  uint8_t b;
+  assert_int_equal(pread(fd, &b, 1, at), 1);
+  b ^= mask;
+  assert_int_equal(pwrite(fd, &b, 1, at), 1);
+  close(fd);
+}
+
 /* {==== tests ====} */
 
 static void test_framing(void **state)
@@ -520,13 +532,7 @@ static void test_sealed_corruption(void **state)
   struct stat st;
   assert_int_equal(stat(path, &st), 0);
   /* flip one byte of a document in the middle */
-  int fd = open(path, O_RDWR);
-  off_t at = (off_t)(EVLOG_HDR_SIZE + (st.st_size - EVLOG_HDR_SIZE) / 3);
-  uint8_t b;
-  assert_int_equal(pread(fd, &b, 1, at), 1);
-  b ^= 0x40;
-  assert_int_equal(pwrite(fd, &b, 1, at), 1);
-  close(fd);
+  flip_byte(path, (off_t)(EVLOG_HDR_SIZE + (st.st_size - EVLOG_HDR_SIZE) / 3), 0x40);
 
   zql_evlog_reader_t *r;
   assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
@@ -611,13 +617,7 @@ static void test_open_segment_crc(void **state)
   seg_file(path, sizeof path, 1, false);
   struct stat st;
   assert_int_equal(stat(path, &st), 0);
-  int fd = open(path, O_RDWR);
-  off_t at = st.st_size - 12; /* inside the last record's document */
-  uint8_t b;
-  assert_int_equal(pread(fd, &b, 1, at), 1);
-  b ^= 0x21;
-  assert_int_equal(pwrite(fd, &b, 1, at), 1);
-  close(fd);
+  flip_byte(path, st.st_size - 12, 0x21); /* inside the last record's document */
   zql_evlog_reader_t *r;
   assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
   assert_int_equal(zql_evlog_reader_last_seq(r), 10);
@@ -635,6 +635,20 @@ static void test_open_segment_crc(void **state)
   assert_int_equal(zql_evlog_last_seq(w), 9);
   assert_int_equal(zql_evlog_close(w, NULL), 0);
   zql_strbuf_release(&notes);
+}
+
+/* A reader's snapshot of the log of one .open segment: hinted or not, `count` records,
+ * every one read back. */
+static void assert_snapshot(bool hinted, int64_t count)
+{
+  zql_evlog_reader_t *r;
+  int64_t seqs[64];
+  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
+  const zql_evlog_seginfo_t *si = zql_evlog_reader_segment(r, 0);
+  assert_int_equal(si->hinted, hinted);
+  assert_int_equal(si->count, count);
+  assert_int_equal(scan(r, 0, count, INT64_MIN, INT64_MAX, seqs, 64, NULL), count);
+  zql_evlog_reader_close(r);
 }
 
 /* The writer's hint for readers (evlog.c write_hint, evlog_read.c use_hint): written at
@@ -684,12 +698,7 @@ static void test_open_segment_hint(void **state)
   zql_evlog_reader_close(r);
 
   /* a damaged hint: ignored */
-  int fd = open(hint, O_RDWR);
-  uint8_t b;
-  assert_int_equal(pread(fd, &b, 1, 20), 1);
-  b ^= 1;
-  assert_int_equal(pwrite(fd, &b, 1, 20), 1);
-  close(fd);
+  flip_byte(hint, 20, 1);
   assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
   si = zql_evlog_reader_segment(r, 0);
   assert_false(si->hinted);
@@ -702,7 +711,7 @@ static void test_open_segment_hint(void **state)
   assert_int_equal(zql_evlog_close(w, NULL), 0); /* a valid hint of 35 records */
   assert_int_equal(stat(hint, &st), 0);
   uint8_t *saved = malloc((size_t)st.st_size);
-  fd = open(hint, O_RDONLY);
+  int fd = open(hint, O_RDONLY);
   assert_int_equal(read(fd, saved, (size_t)st.st_size), st.st_size);
   close(fd);
   char seg[512];
@@ -726,33 +735,16 @@ static void test_open_segment_hint(void **state)
   assert_int_equal(write(fd, saved, (size_t)st.st_size), st.st_size);
   close(fd);
   free(saved);
-  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
-  si = zql_evlog_reader_segment(r, 0);
-  assert_false(si->hinted);
-  assert_int_equal(si->count, 40);
-  assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 40);
-  zql_evlog_reader_close(r);
+  assert_snapshot(false, 40);
 
   /* records larger than the window the check reads at each sparse entry: checked whole */
   w = open_log(ZQL_EVLOG_SYNC_NONE, 0, 4, NULL);
   assert_int_equal(zql_evlog_close(w, NULL), 0); /* a valid hint of the 40 records */
-  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
-  si = zql_evlog_reader_segment(r, 0);
-  assert_true(si->hinted);
-  assert_int_equal(si->count, 40);
-  assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 40);
-  zql_evlog_reader_close(r);
+  assert_snapshot(true, 40);
   /* and one whose last byte is wrong there: the hint is not used */
   assert_int_equal(stat(seg, &ss), 0);
-  fd = open(seg, O_RDWR);
-  uint8_t z = 1;
-  assert_int_equal(pwrite(fd, &z, 1, ss.st_size - 1), 1); /* the last document's NUL */
-  close(fd);
-  assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
-  si = zql_evlog_reader_segment(r, 0);
-  assert_false(si->hinted);
-  assert_int_equal(si->count, 39);
-  zql_evlog_reader_close(r);
+  flip_byte(seg, ss.st_size - 1, 1); /* the last document's NUL */
+  assert_snapshot(false, 39);
 }
 
 /* Every record of (lo, hi], read by a cursor through the mappings and by one that preads
@@ -840,12 +832,7 @@ static void test_cursor_pread(void **state)
   /* a record whose bytes went bad in a sealed segment: the pread cursor says where */
   char seg[512];
   seg_file(seg, sizeof seg, 1, true);
-  int fd = open(seg, O_RDWR);
-  uint8_t b;
-  assert_int_equal(pread(fd, &b, 1, 4000), 1);
-  b ^= 0x10;
-  assert_int_equal(pwrite(fd, &b, 1, 4000), 1);
-  close(fd);
+  flip_byte(seg, 4000, 0x10);
   assert_int_equal(zql_evlog_reader_open(tmpdir, &r, NULL), 0);
   zql_strbuf_t err = ZQL_STRBUF_INIT;
   zql_evlog_range_t q = {0, n, INT64_MIN, INT64_MAX};
