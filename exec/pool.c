@@ -102,7 +102,9 @@ static struct {
   unsigned n;          /* kept workers: ids 1 .. n */
   atomic_llong spin_until; /* CLOCK_MONOTONIC ns: kept workers spin until then */
   slot_t slot[MAX_THREADS];
-} K = {.own = PTHREAD_MUTEX_INITIALIZER, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} K = {.own = PTHREAD_MUTEX_INITIALIZER,
+       .mu = PTHREAD_MUTEX_INITIALIZER,
+       .cv = PTHREAD_COND_INITIALIZER};
 
 static long long now_ns(void)
 {
@@ -118,10 +120,9 @@ static inline void relax(void)
 #endif
 }
 
-/* A spinning worker yields its CPU to any other runnable thread there: with more threads
- * than CPUs (--threads 4 on 2), spinning must not slow down the serial work between
- * phases. */
-
+/* A kept worker: its slot's jobs, one after the other. While it spins it yields its CPU to
+ * any other runnable thread there: with more threads than CPUs (--threads 4 on 2), spinning
+ * must not slow down the serial work between phases. */
 static void *kept_main(void *arg)
 {
   slot_t *s = arg;

@@ -146,8 +146,7 @@ static int pread_all(int fd, void *buf, size_t n, off_t at)
 /* Whether the frame at off (before end) is a whole record with _seq seq, read through fd
  * into *buf (grown as needed) rather than through the mapping: checking a hint touches one
  * page per sparse entry, ~100 of a full .open segment, and their page faults would come
- * first and one by one, before the map workers start (where the same pages are mapped
- * in parallel). *flen is the frame's length. */
+ * one by one before the map workers start. *flen is the frame's length. */
 static bool frame_at(int fd, uint64_t off, uint64_t end, int64_t seq, uint8_t **buf,
                      size_t *cap, size_t *flen)
 {
@@ -427,7 +426,6 @@ static int load_seg(zql_evlog_reader_t *r, rseg_t *g, const evlog_entry_t *e, zq
       g->s.data_end = EVLOG_HDR_SIZE;
       g->s.stride = ZQL_EVLOG_DEFAULT_STRIDE;
     } else if (use_hint(r, fd, g->size, first, &g->s)) {
-     
       /* the writer's hint covers the records up to its data_end: walk only the rest */
       g->info.hinted = true;
       rc = zql_evlog_scan_from(buf, g->size, false, &g->s, &g->s.sparse, &why);

@@ -1029,10 +1029,8 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
   for (unsigned w = 0; p.rtx && w < threads; w++)
     if (p.rtx[w])
       zql_store_abort(p.rtx[w]);
- 
   if (p.txn)
     rc = finish_commit(a, p.txn, r, res, rc, any, tmax);
- 
   for (size_t i = 0; p.rf && i < (size_t)threads * p.ntables; i++)
     zql_refinal_free(p.rf[i]);
   for (unsigned w = 0; p.arena && w < threads; w++)
