@@ -55,6 +55,7 @@ static const group_t groups[] = {
     {"zqld_http", zql_unit_zqld_http},
     {"ackjournal", zql_unit_ackjournal},
     {"zqld_ingest", zql_unit_zqld_ingest},
+    {"pool", zql_unit_pool},
 };
 
 static int tap_number; /* results printed so far (TAP mode) */

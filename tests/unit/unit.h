@@ -57,6 +57,7 @@ int zql_unit_client(void);      /* tests/unit/test_client.c */
 int zql_unit_zqld_http(void);   /* tests/unit/test_zqld_http.c */
 int zql_unit_ackjournal(void);  /* tests/unit/test_ackjournal.c */
 int zql_unit_zqld_ingest(void); /* tests/unit/test_zqld_ingest.c */
+int zql_unit_pool(void);        /* tests/unit/test_pool.c */
 
 /* A cmocka teardown that disarms the allocation fault hook. Returns 0. */
 int zql_unit_teardown(void **state);
