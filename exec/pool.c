@@ -6,7 +6,7 @@
  * idle virtual CPU can start milliseconds late -- the hypervisor first has to schedule that
  * CPU again. The map stage assigns its chunks statically (for deterministic topk states),
  * so a worker starting 2 ms late made a 10 ms map phase 12 ms long. Kept workers therefore
- * spin for a while after their last task (PARK_SPIN_NS) and only then sleep, and a run
+ * spin for a while after their last task (PHASE_SPIN_NS) and only then sleep, and a run
  * wakes them ahead of its first phase (zql_pool_warm), so its serial set-up (plan, log
  * snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
  * and keeps its CPU from going idle between phases; it yields in its loop, so that it never
@@ -28,7 +28,12 @@
 #include "runtime/base/error.h"
 
 #define MAX_THREADS 256
-#define PARK_SPIN_NS 3000000 /* a kept worker's spin after its last task or a warm-up */
+/* How long kept workers spin before they sleep: after a phase, long enough for the serial
+ * work between two phases of a run (well under 1 ms), short enough that a daemon running
+ * one small run after another does not keep a CPU busy; after a warm-up, long enough for a
+ * run's set-up (catalog, plan, log snapshot: about 0.7 ms). */
+#define PHASE_SPIN_NS 1000000
+#define WARM_SPIN_NS 2000000
 
 typedef struct job {
   zql_task_fn fn;
@@ -194,7 +199,7 @@ void zql_pool_warm(unsigned threads)
   if (threads < 2 || pthread_mutex_trylock(&K.own) != 0)
     return;
   keep(threads - 1 < MAX_THREADS ? threads - 1 : MAX_THREADS - 1);
-  spin_for(PARK_SPIN_NS);
+  spin_for(WARM_SPIN_NS);
   pthread_mutex_unlock(&K.own);
 }
 
@@ -227,7 +232,7 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
   if (n > threads - 1)
     n = threads - 1;
   atomic_store(&p.busy, n);
-  long long until = now_ns() + PARK_SPIN_NS;
+  long long until = now_ns() + PHASE_SPIN_NS;
   if (until > atomic_load(&K.spin_until))
     atomic_store(&K.spin_until, until);
   for (unsigned k = 1; k <= n; k++) {
@@ -249,7 +254,7 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
     relax();
   }
   /* the next phase usually follows at once: keep the workers spinning into it */
-  spin_for(PARK_SPIN_NS);
+  spin_for(PHASE_SPIN_NS);
   pthread_mutex_unlock(&K.own);
   return atomic_load(&p.rc);
 }

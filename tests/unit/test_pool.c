@@ -109,7 +109,7 @@ static void test_after_sleep(void **state)
   (void)state;
   zql_pool_warm(4);
   assert_int_equal(run_checked(4, 300, MAXT, false), 0);
-  /* the kept threads' spin ends (pool.c: 3 ms) and they sleep: they still take jobs */
+  /* the kept threads' spin ends (pool.c: 1 to 2 ms) and they sleep: they still take jobs */
   struct timespec ts = {0, 20 * 1000 * 1000};
   nanosleep(&ts, NULL);
   assert_int_equal(run_checked(4, 300, MAXT, false), 0);
