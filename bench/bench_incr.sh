@@ -41,9 +41,16 @@ D=${KEEP:-$(mktemp -d "${TMPDIR:-/tmp}/zql-bench-incr.XXXXXX")}
 [ -n "$KEEP" ] || trap 'rm -rf "$D"' EXIT INT TERM
 mkdir -p "$D"
 
+# the results store is wiped before each measurement: only in a directory this script
+# generated (a marker file says so), never in a data directory that holds anything else
 if [ ! -d "$D/events" ]; then
   echo "generating $N events in $D ..." >&2
   "$ZQL" --data "$D" -q gen --events "$N" --seed 42 --days 60 --log >/dev/null
+  echo "bench_incr.sh: generated $N events; results/ is wiped at will" >"$D/.bench-incr"
+elif [ ! -f "$D/.bench-incr" ]; then
+  echo "bench_incr.sh: $D has an event log this script did not generate; give --keep a new" \
+    "directory (its results store is wiped before each measurement)" >&2
+  exit 2
 fi
 AGGS="pageviews_daily users_daily api_latency_hourly top_downloads_daily"
 secs() { sed -n 's/.*(\([0-9.]*\) s)$/\1/p' | tail -1; }
