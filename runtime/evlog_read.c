@@ -62,7 +62,7 @@ typedef struct rseg {
   uint8_t *tail;       /* sealed: the index block and footer, read at open (s points in) */
   size_t size;
   bool mapped;
-  int fd; /* for cursors that pread: opened on first use (seg_fd), else -1 */
+  int fd; /* for cursors that pread: opened on first use (seg_fd); -1 not yet, -2 failed */
   uint64_t pos0; /* bytes of data of the segments before this one */
   /* A sealed segment wholly at or before the reader's map_after, known at open by its
    * name and its successor's only (no file read): lazy_first..lazy_last never change;
@@ -771,12 +771,13 @@ void zql_evlog_cursor_use_pread(zql_evlog_cursor_t *c)
 
 /* Segment g's file, opened once for the cursors that pread (the reader's mu held). The
  * .open segment may have been sealed (renamed) since the reader opened it: its bytes up to
- * data_end are the same under the sealed name. */
+ * data_end are the same under the sealed name. err may be NULL. */
 static int seg_fd(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
 {
+  char path[4096];
+  int e = 0;
   pthread_mutex_lock(&r->mu);
-  if (g->fd < 0) {
-    char path[4096];
+  if (g->fd == -1) {
     snprintf(path, sizeof path, "%s/%s", r->evdir, g->name);
     g->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (g->fd < 0 && errno == ENOENT && !g->info.sealed) {
@@ -786,13 +787,17 @@ static int seg_fd(zql_evlog_reader_t *r, rseg_t *g, zql_strbuf_t *err)
       g->fd = open(path, O_RDONLY | O_CLOEXEC);
     }
     if (g->fd < 0) {
-      int rc = zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path, strerror(errno));
-      pthread_mutex_unlock(&r->mu);
-      return rc;
+      e = errno;
+      g->fd = -2; /* not again: the cursors read the mapping (window) */
     }
   }
+  int fd = g->fd;
   pthread_mutex_unlock(&r->mu);
-  return 0;
+  if (fd >= 0)
+    return 0;
+  snprintf(path, sizeof path, "%s/%s", r->evdir, g->name);
+  return zql_fail(err, ZQL_E_IO, "cannot open '%s': %s", path,
+                  strerror(e ? e : ENOENT));
 }
 
 #define PREAD_WINDOW ((size_t)128 << 10) /* below the mmap threshold: the heap reuses it */
@@ -816,9 +821,14 @@ static int window(zql_evlog_cursor_t *c, rseg_t *g, size_t got, const uint8_t **
   }
   if (got)
     return 0;
-  int rc = seg_fd(c->r, g, err);
-  if (rc)
-    return rc;
+  if (seg_fd(c->r, g, NULL) != 0) {
+    if (g->base) { /* removed (log retention) since the reader mapped it: read the mapping */
+      *fp = g->base + c->off;
+      *avail = end - c->off;
+      return 1;
+    }
+    return seg_fd(c->r, g, err);
+  }
   size_t want = PREAD_WINDOW;
   for (;;) {
     size_t n = end - c->off < want ? end - c->off : want;
