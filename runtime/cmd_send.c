@@ -31,6 +31,7 @@
 #include "runtime/base/zql_common.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <time.h>
 #include "runtime/zmqdl.h"
@@ -68,7 +69,8 @@ static void usage(FILE *f)
         "                      every event is durable, report rejected events\n"
         "  --json              PUSH JSON text frames (Zarkov's :6544) instead of BSON\n"
         "  --batch N           events per acknowledged batch (default 1000)\n"
-        "  --server-key K      CURVE: zqld's public key, Z85 text or @FILE\n"
+        "  --server-key K      CURVE: zqld's public key, Z85 text or @FILE (a key that\n"
+        "                      starts with '@' is read as a file only if it exists)\n"
         "  --key FILE          CURVE: this client's key pair (zql keygen output); without\n"
         "                      it a fresh pair is used\n"
         "  --timeout D         give up after D without progress (default 30s; 500ms, 2m)\n"
@@ -200,12 +202,15 @@ static int parse_args(int argc, char **argv, opts_t *o)
     return usage_error("--key needs --server-key (the server's public key)");
   char err[ZQL_CLIENT_ERRLEN];
   if (server_key) {
+    /* '@' is also a Z85 character: "@REST" is a file when REST exists, else a key when
+     * it is one (40 characters of Z85), else a file that cannot be read */
     char unused[ZQL_CLIENT_KEY_LEN + 1];
-    if (server_key[0] == '@') {
+    bool is_key = strlen(server_key) == ZQL_CLIENT_KEY_LEN &&
+                  zmq_z85_decode((uint8_t[32]){0}, server_key) != NULL;
+    if (server_key[0] == '@' && (!is_key || access(server_key + 1, F_OK) == 0)) {
       if (zql_client_read_keyfile(server_key + 1, o->server_key, unused, err) != 0)
         return usage_error("--server-key: %s", err);
-    } else if (strlen(server_key) != ZQL_CLIENT_KEY_LEN ||
-               !zmq_z85_decode((uint8_t[32]){0}, server_key)) {
+    } else if (!is_key) {
       return usage_error("--server-key needs a Z85 key (40 characters) or @FILE");
     } else {
       memcpy(o->server_key, server_key, ZQL_CLIENT_KEY_LEN + 1);

@@ -47,6 +47,16 @@ expect_exit 2 'send: --batch without --ack' "$ZQL" send --batch 10
 expect_exit 2 'send: --batch 0' "$ZQL" send --ack --batch 0
 expect_exit 2 'send: a bad --timeout' "$ZQL" send --timeout soon
 expect_exit 2 'send: a bad --server-key' "$ZQL" send --server-key short
+echo '{"type": "one"}' >one.ndjson
+expect_exit 2 'send: --server-key @FILE that does not exist' "$ZQL" send --server-key @no.such.pub
+stderr_matches 'it names the file' 'no\.such\.pub'
+# '@' is a Z85 character too: a 40-character key that starts with it is a key (no file of
+# that name), so the run gets as far as connecting (exit 3: nothing listens on port 1)
+expect_exit 3 "send: a --server-key that starts with '@' is a key" \
+  "$ZQL" send --to 127.0.0.1:1 --timeout 200ms --server-key '@2K?7nK%^ib/Ly>V.geo>9Ob:Q&.48i{3Sp^c5Uz' \
+  one.ndjson
+stderr_matches 'no connection' 'no connection to tcp://127\.0\.0\.1:1 within 200 ms'
+
 expect_exit 2 'send: --key without --server-key' "$ZQL" send --key client.key
 expect_exit 2 'send: --key FILE without a secret' \
   "$ZQL" send --server-key @client.key.pub --key client.key.pub

@@ -14,8 +14,9 @@ zqld_need_python
 nlog() { "$ZQL" --data d export | wc -l; }
 log_has() { [ "$(nlog)" -eq "$1" ]; }
 
-# '=' is a Z85 character: the server's secret key and one allowed client's public key
-# start with it (keygen-format files written by python3-zmq)
+# '=' and '@' are Z85 characters: the server's secret key starts with '=', its public key
+# with '@' (so `--server-key @...` is a key, not a file), one allowed client's public key
+# with '=' (keygen-format files written by python3-zmq)
 "$PY" - <<'EOF'
 import zmq
 def pair(name, want):
@@ -27,7 +28,7 @@ def pair(name, want):
         f.write("public = %s\nsecret = %s\n" % (pub.decode(), sec.decode()))
     with open(name + ".pub", "w") as f:
         f.write("public = %s\n" % pub.decode())
-pair("server.key", lambda p, s: s.startswith("="))
+pair("server.key", lambda p, s: s.startswith("=") and p.startswith("@"))
 pair("eq.key", lambda p, s: p.startswith("="))
 EOF
 "$ZQL" keygen --out client.key >/dev/null 2>&1 &&
@@ -56,10 +57,10 @@ pass 'zqld starts with CURVE'
 
 # two listeners on the notification PUB: the allowed key and the stranger's
 "$PY" "$TOOL" sub "$PUB_EP" good.sub --ready good.ready --seconds 30 \
-  --server-key "$SERVER_PUB" --key client.key >/dev/null 2>&1 &
+  --server-key="$SERVER_PUB" --key client.key >/dev/null 2>&1 &
 bg_track $!
 "$PY" "$TOOL" sub "$PUB_EP" bad.sub --ready bad.ready --seconds 30 \
-  --server-key "$SERVER_PUB" --key stranger.key >/dev/null 2>&1 &
+  --server-key="$SERVER_PUB" --key stranger.key >/dev/null 2>&1 &
 bg_track $!
 ok 'the allowed SUB completes the CURVE handshake' wait_for 10 test -e good.ready
 
