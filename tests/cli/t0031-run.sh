@@ -77,8 +77,8 @@ expect_exit 2 '--from after --to is a usage error' "$ZQL" --data "$D" run "$TEST
 expect_exit 1 '--only with an unknown name fails' "$ZQL" --data "$D" run "$TEST_TMP/daily.zql" --only nope
 expect_exit 0 'run -o writes output documents' "$ZQL" --data "$D" run "$TEST_TMP/daily.zql" --only daily -o "$TEST_TMP/out.bson"
 ok 'the .bson file is not empty' test -s "$TEST_TMP/out.bson"
-if command -v python3 >/dev/null 2>&1 && python3 -c 'import bson' 2>/dev/null; then
-  run python3 -c 'import bson,sys; d=bson.decode_all(open(sys.argv[1],"rb").read()); print(len(d), sorted(d[0]))' "$TEST_TMP/out.bson"
+if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import bson' 2>/dev/null; then
+  run /usr/bin/python3 -c 'import bson,sys; d=bson.decode_all(open(sys.argv[1],"rb").read()); print(len(d), sorted(d[0]))' "$TEST_TMP/out.bson"
   stdout_matches 'documents have _id, value and k' "'_id'.*'k'.*'value'"
 else
   skip 'python3-bson is not installed'
