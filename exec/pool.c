@@ -10,7 +10,9 @@
  * wakes them ahead of its first phase (zql_pool_warm), so its serial set-up (plan, log
  * snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
  * and keeps its CPU from going idle between phases; it yields in its loop, so that it never
- * takes a CPU from a thread with work.
+ * takes a CPU from a thread with work. A worker out of tasks before the phase ends spins
+ * until it ends (JOB_SPIN_NS at most): the map stage's static chunks can end a few
+ * milliseconds apart, and the reduce follows at once.
  *
  * One caller at a time uses the kept threads (a try-lock): a concurrent or nested call
  * (two runs in one zqld, a task that runs a pool) creates and joins threads of its own,
@@ -34,6 +36,10 @@
  * run's set-up (catalog, plan, log snapshot: about 0.7 ms). */
 #define PHASE_SPIN_NS 1000000
 #define WARM_SPIN_NS 2000000
+/* A worker out of tasks while the others still run theirs keeps spinning until the phase
+ * ends (then PHASE_SPIN_NS more), up to this long: a worker that slept through the end of
+ * an uneven map phase woke late into the reduce, and worker 0 then did it alone. */
+#define JOB_SPIN_NS 20000000
 
 typedef struct job {
   zql_task_fn fn;
@@ -42,6 +48,7 @@ typedef struct job {
   atomic_uint next;
   atomic_int rc;
   atomic_uint busy; /* kept workers still in this job */
+  unsigned id;      /* kept jobs are numbered: K.started */
 } job_t;
 
 static void work(job_t *p, uint32_t id)
@@ -106,6 +113,8 @@ static struct {
   pthread_cond_t cv;
   unsigned n;          /* kept workers: ids 1 .. n */
   atomic_llong spin_until; /* CLOCK_MONOTONIC ns: kept workers spin until then */
+  atomic_uint started, ended; /* the number of the last kept job started, ended */
+  atomic_ullong early_sleeps; /* zql_pool_early_sleeps */
   slot_t slot[MAX_THREADS];
 } K = {.own = PTHREAD_MUTEX_INITIALIZER,
        .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -125,6 +134,22 @@ static inline void relax(void)
 #endif
 }
 
+/* Whether job number `job` still runs. */
+static bool job_running(unsigned job)
+{
+  return (int)(atomic_load_explicit(&K.ended, memory_order_relaxed) - job) < 0;
+}
+
+/* Whether a kept worker that finished its part of job number `job` at `idle` may sleep
+ * now: not in the spin window, nor while that job still runs (up to JOB_SPIN_NS). */
+static bool may_sleep(unsigned job, long long idle)
+{
+  long long t = now_ns();
+  if (t < atomic_load_explicit(&K.spin_until, memory_order_relaxed))
+    return false;
+  return !job_running(job) || t >= idle + JOB_SPIN_NS;
+}
+
 /* A kept worker: its slot's jobs, one after the other. While it spins it yields its CPU to
  * any other runnable thread there: with more threads than CPUs (--threads 4 on 2), spinning
  * must not slow down the serial work between phases. */
@@ -132,6 +157,8 @@ static void *kept_main(void *arg)
 {
   slot_t *s = arg;
   uint32_t id = (uint32_t)(s - K.slot);
+  long long idle = now_ns();
+  unsigned job = atomic_load(&K.ended); /* none running */
   for (;;) {
     /* spin while the spin window lasts, then sleep until the next job or warm-up */
     unsigned g;
@@ -139,11 +166,14 @@ static void *kept_main(void *arg)
       g = atomic_load_explicit(&s->gen, memory_order_acquire);
       if (g != s->seen)
         break;
-      if ((i & 63) == 0 && now_ns() >= atomic_load_explicit(&K.spin_until, memory_order_relaxed)) {
+      if ((i & 63) == 0 && may_sleep(job, idle)) {
         pthread_mutex_lock(&K.mu);
         while ((g = atomic_load_explicit(&s->gen, memory_order_acquire)) == s->seen &&
-               now_ns() >= atomic_load_explicit(&K.spin_until, memory_order_relaxed))
+               may_sleep(job, idle)) {
+          if (job_running(job))
+            atomic_fetch_add_explicit(&K.early_sleeps, 1, memory_order_relaxed);
           pthread_cond_wait(&K.cv, &K.mu);
+        }
         pthread_mutex_unlock(&K.mu);
         if (g != s->seen)
           break;
@@ -152,7 +182,9 @@ static void *kept_main(void *arg)
     }
     s->seen = g;
     job_t *p = s->job;
+    job = p->id;
     work(p, id);
+    idle = now_ns();
     /* the last access to the job: the caller may return as soon as busy reaches 0 */
     if (atomic_fetch_sub_explicit(&p->busy, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&K.mu);
@@ -203,6 +235,11 @@ void zql_pool_warm(unsigned threads)
   pthread_mutex_unlock(&K.own);
 }
 
+uint64_t zql_pool_early_sleeps(void)
+{
+  return atomic_load(&K.early_sleeps);
+}
+
 /* }==== */
 
 int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
@@ -232,6 +269,8 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
   if (n > threads - 1)
     n = threads - 1;
   atomic_store(&p.busy, n);
+  p.id = atomic_load(&K.started) + 1;
+  atomic_store(&K.started, p.id);
   long long until = now_ns() + PHASE_SPIN_NS;
   if (until > atomic_load(&K.spin_until))
     atomic_store(&K.spin_until, until);
@@ -254,6 +293,7 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
     relax();
   }
   /* the next phase usually follows at once: keep the workers spinning into it */
+  atomic_store(&K.ended, p.id);
   spin_for(PHASE_SPIN_NS);
   pthread_mutex_unlock(&K.own);
   return atomic_load(&p.rc);

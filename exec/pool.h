@@ -21,4 +21,8 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg);
  * where a run starts, so that they are running when its first phase needs them (pool.c). */
 void zql_pool_warm(unsigned threads);
 
+/* How many times a kept thread went to sleep while the phase it had taken part in still ran
+ * (on a virtual machine it would then wake late into the next phase): for tests. */
+uint64_t zql_pool_early_sleeps(void);
+
 #endif

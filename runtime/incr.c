@@ -964,6 +964,8 @@ static int commit_incremental(agg_t *a, runrec_t *r, const zql_result_t *res, in
                               bool any)
 {
   rowset_t rs;
+  /* the pool's threads went idle after the reduce: awake by the time the rows need them */
+  zql_pool_warm(agg_threads(a));
   int rc = rowset_build(a, res, &rs);
   if (rc) {
     rowset_free(&rs);

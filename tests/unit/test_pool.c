@@ -4,7 +4,8 @@
  * Every task runs exactly once with a worker id below the thread count, the calling thread
  * being worker 0; the first failure is returned; the kept threads serve calls one after
  * the other (also after a warm-up and after they went to sleep), while concurrent and
- * nested calls run on threads of their own -- all with the same guarantees.
+ * nested calls run on threads of their own -- all with the same guarantees. A kept thread
+ * out of tasks does not sleep while the phase still runs.
  */
 #include "runtime/base/zql_common.h"
 
@@ -117,6 +118,36 @@ static void test_after_sleep(void **state)
   assert_int_equal(run_checked(6, 300, MAXT, false), 0); /* more: one more is kept */
 }
 
+/* Worker 0 works 5 ms on its task; the other worker, out of tasks at once, spins until the
+ * phase ends instead of sleeping once the spin window (1 to 2 ms) is over. */
+typedef struct {
+  uint64_t before, after;
+} uneven_t;
+
+static int uneven_task(void *arg, uint32_t task, uint32_t worker)
+{
+  uneven_t *u = arg;
+  (void)task;
+  if (worker == 0) {
+    u->before = zql_pool_early_sleeps();
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    u->after = zql_pool_early_sleeps();
+  }
+  return 0;
+}
+
+static void test_uneven_phase(void **state)
+{
+  (void)state;
+  for (int i = 0; i < 3; i++) {
+    uneven_t u = {0, 0};
+    zql_pool_warm(2);
+    assert_int_equal(zql_pool_run(2, 2, uneven_task, &u), 0);
+    assert_int_equal(u.after, u.before);
+  }
+}
+
 static void test_nested(void **state)
 {
   (void)state;
@@ -151,7 +182,7 @@ int zql_unit_pool(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_task_once), cmocka_unit_test(test_first_failure),
       cmocka_unit_test(test_after_sleep),     cmocka_unit_test(test_nested),
-      cmocka_unit_test(test_concurrent_callers),
+      cmocka_unit_test(test_concurrent_callers), cmocka_unit_test(test_uneven_phase),
   };
   return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }
