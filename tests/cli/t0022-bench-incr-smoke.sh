@@ -3,7 +3,8 @@
 # runs and prints a row per example aggregate, so that it cannot rot between `make bench`
 # runs. A --quick run only: the timings are printed by the benchmark, never asserted here.
 # It wipes a kept directory's results store before each measurement, so it refuses one
-# whose event log it did not generate.
+# whose event log it did not generate. --tail-repeat times the incremental run on copies of
+# one store set up.
 . "${ZQL_SRCDIR:-$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh"
 
 B="$ZQL_SRCDIR/bench/bench_incr.sh"
@@ -12,10 +13,14 @@ stdout_matches 'the table has its header' '^aggregate +full s +incr s +full us/e
 for a in pageviews_daily users_daily api_latency_hourly top_downloads_daily; do
   stdout_matches "a row for $a with a ratio" "^$a +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+\$"
 done
-stdout_matches 'and what the figures are' '^\(N = 200000 events, tail T = 2000, best of 1; ratio'
+stdout_matches 'and what the figures are' \
+  '^\(N = 200000 events, tail T = 2000, best of 1 full runs and of 1 incremental ones; ratio'
 ok 'it marked the directory as its own' test -f "$TEST_TMP/b/.bench-incr"
-expect_exit 0 'a second run reuses the kept directory' sh "$B" "$ZQL" --quick --keep "$TEST_TMP/b"
+expect_exit 0 'a second run reuses the kept directory (2 incremental runs per store)' \
+  sh "$B" "$ZQL" --quick --tail-repeat 2 --keep "$TEST_TMP/b"
 stdout_matches 'and measures again' '^top_downloads_daily +[0-9.]+'
+stdout_matches 'the best of 2 incremental runs' 'best of 1 full runs and of 2 incremental ones'
+ok 'the copy of the store it timed them on is gone' test ! -e "$TEST_TMP/b/results.base"
 
 # a data directory with a log of its own: refused, its results store left alone
 expect_exit 0 'zql gen writes a log' "$ZQL" --data "$TEST_TMP/d" -q gen --events 100 --seed 1 --log
