@@ -31,9 +31,9 @@
 #include "runtime/base/zql_common.h"
 
 #include <errno.h>
-#include <unistd.h>
 #include <stdarg.h>
 #include <time.h>
+#include <unistd.h>
 #include "runtime/zmqdl.h"
 
 #include "runtime/base/alloc.h"
