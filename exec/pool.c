@@ -4,15 +4,15 @@
  * See pool.h. The threads are kept between calls: a run has three or four phases (map,
  * reduce, the commit's merges), and on a virtual machine a thread created or woken on an
  * idle virtual CPU can start milliseconds late -- the hypervisor first has to schedule that
- * CPU again. The map stage assigns its chunks statically (for deterministic topk states),
- * so a worker starting 2 ms late made a 10 ms map phase 12 ms long. Kept workers therefore
+ * CPU again (a map stage that assigned its chunks statically took 12 ms instead of 10 with
+ * a worker 2 ms late; its chunks are now tasks like the others). Kept workers therefore
  * spin for a while after their last task (PHASE_SPIN_NS) and only then sleep, and a run
  * wakes them ahead of its first phase (zql_pool_warm), so its serial set-up (plan, log
  * snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
  * and keeps its CPU from going idle between phases; it yields in its loop, so that it never
  * takes a CPU from a thread with work. A worker out of tasks before the phase ends spins
- * until it ends (JOB_SPIN_NS at most): the map stage's static chunks can end a few
- * milliseconds apart, and the reduce follows at once.
+ * until it ends (JOB_SPIN_NS at most): the workers' last tasks of a phase can end a few
+ * milliseconds apart, and the next phase follows at once.
  *
  * One caller at a time uses the kept threads (a try-lock): a concurrent or nested call
  * (two runs in one zqld, a task that runs a pool) creates and joins threads of its own,
