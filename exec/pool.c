@@ -6,10 +6,9 @@
  * idle virtual CPU can start milliseconds late -- the hypervisor first has to schedule that
  * CPU again (a map stage that assigned its chunks statically took 12 ms instead of 10 with
  * a worker 2 ms late; they are now tasks like the others, but in plans with topk or sample,
- * exec/run.c). Kept workers therefore
- * spin for a while after their last task (PHASE_SPIN_NS) and only then sleep, and a run
- * wakes them ahead of its first phase (zql_pool_warm), so its serial set-up (plan, log
- * snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
+ * exec/run.c). Kept workers therefore spin for a while after their last task
+ * (PHASE_SPIN_NS) and only then sleep, and a run wakes them ahead of its first phase
+ * (zql_pool_warm), so its serial set-up (plan, log snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
  * and keeps its CPU from going idle between phases; it yields in its loop, so that it never
  * takes a CPU from a thread with work. A worker out of tasks before the phase ends spins
  * until it ends (JOB_SPIN_NS at most): the workers' last tasks of a phase can end a few
@@ -272,16 +271,11 @@ int zql_pool_run(unsigned threads, uint32_t ntasks, zql_task_fn fn, void *arg)
   atomic_store(&p.busy, n);
   p.id = atomic_load(&K.started) + 1;
   atomic_store(&K.started, p.id);
-  long long until = now_ns() + PHASE_SPIN_NS;
-  if (until > atomic_load(&K.spin_until))
-    atomic_store(&K.spin_until, until);
   for (unsigned k = 1; k <= n; k++) {
     K.slot[k].job = &p;
     atomic_fetch_add_explicit(&K.slot[k].gen, 1, memory_order_release);
   }
-  pthread_mutex_lock(&K.mu); /* sleepers */
-  pthread_cond_broadcast(&K.cv);
-  pthread_mutex_unlock(&K.mu);
+  spin_for(PHASE_SPIN_NS); /* the sleepers wake into the job */
   work(&p, 0);
   for (unsigned i = 0; atomic_load_explicit(&p.busy, memory_order_acquire) != 0; i++) {
     if ((i & 63) == 63) {
