@@ -102,6 +102,7 @@ struct zql_evlog {
   int64_t seg_first;  /* its first _seq (its name) */
   uint64_t seg_end;   /* bytes written */
   uint64_t seg_count; /* records */
+  uint32_t seg_last_len; /* the last record's frame length (for the hint) */
   int64_t seg_min_ts, seg_max_ts;
   int64_t *sparse; /* (seq, offset) pairs */
   uint32_t nsparse, sparse_cap;
@@ -164,6 +165,7 @@ static void write_hint(zql_evlog_t *w)
   if (w->broken || w->fd < 0 || w->seg_count == 0 || w->seg_end == w->hint_end)
     return;
   evlog_summary_t s = open_summary(w);
+  s.last_len = w->seg_last_len; /* readers check that one frame, not the whole last stride */
   zql_strbuf_t sb = ZQL_STRBUF_INIT;
   zql_evlog_trailer_build(&sb, &s, w->sparse);
   char path[4096], tmp[4200];
@@ -268,6 +270,7 @@ static int create_open(zql_evlog_t *w, int64_t first, zql_strbuf_t *err)
   w->seg_first = first;
   w->seg_end = EVLOG_HDR_SIZE;
   w->seg_count = 0;
+  w->seg_last_len = 0;
   w->seg_min_ts = INT64_MAX;
   w->seg_max_ts = INT64_MIN;
   w->nsparse = 0;
@@ -483,6 +486,7 @@ static int recover_open(zql_evlog_t *w, const evlog_entry_t *e, zql_strbuf_t *er
   w->seg_first = first;
   w->seg_end = s.data_end;
   w->seg_count = s.count;
+  w->seg_last_len = s.last_len;
   w->seg_min_ts = s.min_ts;
   w->seg_max_ts = s.max_ts;
   zql_free(w->sparse);
@@ -869,6 +873,7 @@ int zql_evlog_append(zql_evlog_t *w, const bson_t *const *docs, size_t n, int64_
     }
     w->next_seq++;
     w->seg_count++;
+    w->seg_last_len = (uint32_t)flen;
     if (plan[i].ts < w->seg_min_ts)
       w->seg_min_ts = plan[i].ts;
     if (plan[i].ts > w->seg_max_ts)

@@ -39,7 +39,8 @@
  *       12     4  stride: a sparse entry every `stride` records
  *       16     8  first _seq          24  8  last _seq
  *       32     8  min timestamp       40  8  max timestamp
- *       48     8  record count        56  4  n: sparse entries   60  4  zero
+ *       48     8  record count        56  4  n: sparse entries   60  4  zero (in an .open
+ *                 segment's hint: the length of the last record's frame, see evlog_read.c)
  *       64  16*n  sparse entries {i64 _seq, u64 offset of its frame}, for records
  *                 0, stride, 2*stride, ... (so entry 0 is the first record, at 32)
  *   64+16n     4  CRC of the index block's bytes before it
@@ -187,6 +188,7 @@ void zql_evlog_trailer_build(zql_strbuf_t *sb, const evlog_summary_t *s, const i
   evlog_st64(p + 40, (uint64_t)s->max_ts);
   evlog_st64(p + 48, s->count);
   evlog_st32(p + 56, s->nsparse);
+  evlog_st32(p + 60, s->last_len);
   for (uint32_t i = 0; i < s->nsparse; i++) {
     evlog_st64(p + EVLOG_IDX_HEAD + 16 * i, (uint64_t)sparse[2 * i]);
     evlog_st64(p + EVLOG_IDX_HEAD + 16 * i + 8, (uint64_t)sparse[2 * i + 1]);
@@ -241,6 +243,7 @@ int zql_evlog_trailer_parse(const uint8_t *tail, size_t tail_len, uint64_t file_
   s->max_ts = (int64_t)evlog_ld64(p + 40);
   s->count = evlog_ld64(p + 48);
   s->nsparse = evlog_ld32(p + 56);
+  s->last_len = evlog_ld32(p + 60);
   s->data_end = off;
   s->sparse_raw = p + EVLOG_IDX_HEAD;
   if ((uint64_t)s->nsparse * EVLOG_IDX_ENTRY != body - EVLOG_IDX_HEAD || s->stride == 0 ||
@@ -308,6 +311,7 @@ int zql_evlog_scan_from(const uint8_t *base, size_t size, bool verify_crc, evlog
       s->max_ts = v.ts;
     off += flen;
     s->data_end = off;
+    s->last_len = (uint32_t)flen;
   }
   return off == size ? EVLOG_FRAME_OK : (int)st;
 }

@@ -76,6 +76,8 @@ typedef struct evlog_summary {
   uint64_t data_end; /* offset after the last record */
   uint32_t stride;
   uint32_t nsparse;
+  uint32_t last_len; /* the last record's frame length: kept by scans and in a hint (at
+                        offset 60 of its index block); a sealed trailer has 0 there */
   const uint8_t *sparse_raw; /* sealed: nsparse entries of 16 bytes in the mapping */
   int64_t *sparse;           /* open (reader scan): seq, offset pairs; zql_malloc'ed */
 } evlog_summary_t;

@@ -171,11 +171,53 @@ static bool frame_at(int fd, uint64_t off, uint64_t end, int64_t seq, uint8_t **
   }
 }
 
+/* Do the frames from the one at off (_seq seq) end exactly at end, the last with _seq
+ * last? The records are read at once when they take at most 8 MiB (a stride of huge
+ * records is walked one record at a time). buf, cap: frame_at's. */
+static bool walk_to(int fd, uint64_t off, int64_t seq, uint64_t end, int64_t last,
+                    uint8_t **buf, size_t *cap)
+{
+  size_t span = (size_t)(end - off);
+  if (span <= ((size_t)8 << 20) && span > *cap) {
+    uint8_t *g = zql_realloc(*buf, span);
+    if (!g)
+      return false;
+    *buf = g;
+    *cap = span;
+  }
+  if (span <= *cap) {
+    if (pread_all(fd, *buf, span, (off_t)off) != 0)
+      return false;
+    size_t at = 0;
+    while (at < span) {
+      zql_evlog_view_t v;
+      size_t flen;
+      const char *why = NULL;
+      if (zql_evlog_frame_parse(*buf + at, span - at, seq, false, &v, &flen, &why) !=
+          EVLOG_FRAME_OK)
+        return false;
+      at += flen;
+      seq++;
+    }
+    off = end;
+  } else {
+    while (off < end) {
+      size_t flen;
+      if (!frame_at(fd, off, end, seq, buf, cap, &flen))
+        return false;
+      off += flen;
+      seq++;
+    }
+  }
+  return off == end && seq - 1 == last;
+}
+
 /* The writer's hint for the .open segment first (evlog.c write_hint): its index so far.
  * Used only when it agrees with the file (fd, size bytes): every sparse entry starts a
- * frame with its _seq, and the frames after the last one end exactly at the hint's
- * data_end with its last _seq. Then *s describes the records up to data_end (sparse
- * copied). */
+ * frame with its _seq, and the last record -- of the length the hint gives -- ends exactly
+ * at the hint's data_end with its last _seq (a hint without that length: the frames after
+ * the last sparse entry are walked to data_end). Then *s describes the records up to
+ * data_end (sparse copied). */
 static bool use_hint(const zql_evlog_reader_t *r, int fd, size_t size, int64_t first,
                      evlog_summary_t *s)
 {
@@ -216,43 +258,19 @@ static bool use_hint(const zql_evlog_reader_t *r, int fd, size_t size, int64_t f
     sp[2 * i] = seq;
     sp[2 * i + 1] = (int64_t)off;
   }
-  /* the last stride of records, to data_end: read at once (a stride of huge records
-   * is walked one record at a time) */
   uint64_t off = (uint64_t)sp[2 * (hs.nsparse - 1) + 1];
   int64_t seq = sp[2 * (hs.nsparse - 1)];
-  size_t span = (size_t)(data_end - off);
-  if (span <= ((size_t)8 << 20) && span > fcap) {
-    uint8_t *g = zql_realloc(fb, span);
-    if (!g)
+  if (hs.last_len) {
+    /* the last record, of the length the hint gives: it ends exactly at data_end with the
+     * last _seq (one read, where walking the last stride read up to a stride of records) */
+    size_t flen;
+    if (hs.last_len > data_end - off ||
+        !frame_at(fd, data_end - hs.last_len, data_end, hs.last_seq, &fb, &fcap, &flen) ||
+        flen != hs.last_len)
       goto done;
-    fb = g;
-    fcap = span;
+  } else if (!walk_to(fd, off, seq, data_end, hs.last_seq, &fb, &fcap)) {
+    goto done; /* a hint written before it kept that length: the last stride is walked */
   }
-  if (span <= fcap) {
-    if (pread_all(fd, fb, span, (off_t)off) != 0)
-      goto done;
-    size_t at = 0;
-    while (at < span) {
-      zql_evlog_view_t v;
-      size_t flen;
-      if (zql_evlog_frame_parse(fb + at, span - at, seq, false, &v, &flen, &why) !=
-          EVLOG_FRAME_OK)
-        goto done;
-      at += flen;
-      seq++;
-    }
-    off = data_end;
-  } else {
-    while (off < data_end) {
-      size_t flen;
-      if (!frame_at(fd, off, data_end, seq, &fb, &fcap, &flen))
-        goto done;
-      off += flen;
-      seq++;
-    }
-  }
-  if (off != data_end || seq - 1 != hs.last_seq)
-    goto done;
   *s = hs;
   s->sparse_raw = NULL;
   s->sparse = sp;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/base/crc32c.h"
 #include "runtime/base/error.h"
 #include "runtime/base/strbuf.h"
 #include "runtime/evlog.h"
@@ -167,6 +168,26 @@ static void flip_byte(const char *path, off_t at, uint8_t mask)
   b ^= mask;
   assert_int_equal(pwrite(fd, &b, 1, at), 1);
   close(fd);
+}
+
+/* Set the last-record length of hint file `path` (offset 60 of its index block, which
+ * starts the file) to len, with the index block's CRC made good again: a hint as a writer
+ * that did not keep that length (len 0) or a wrong one wrote it. */
+static void set_hint_last_len(const char *path, uint32_t len)
+{
+  int fd = open(path, O_RDWR);
+  assert_true(fd >= 0);
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  uint8_t *b = malloc((size_t)st.st_size);
+  assert_non_null(b);
+  assert_int_equal(pread(fd, b, (size_t)st.st_size, 0), st.st_size);
+  uint32_t body = evlog_ld32(b + st.st_size - EVLOG_FOOTER_SIZE + 8) - EVLOG_IDX_TAIL;
+  evlog_st32(b + 60, len);
+  evlog_st32(b + body, zql_crc32c(b, body));
+  assert_int_equal(pwrite(fd, b, (size_t)st.st_size, 0), st.st_size);
+  close(fd);
+  free(b);
 }
 
 /* {==== tests ====} */
@@ -696,6 +717,21 @@ static void test_open_segment_hint(void **state)
   assert_int_equal(si->max_ts, 500004);
   assert_int_equal(scan(r, 0, 40, INT64_MIN, INT64_MAX, seqs, 64, NULL), 35);
   zql_evlog_reader_close(r);
+
+  /* the hint gives the last record's length, and only that record is checked: a hint
+   * without it (an older writer's) has the last stride walked; a wrong one is ignored */
+  int hfd = open(hint, O_RDONLY);
+  uint8_t lenb[4];
+  assert_int_equal(pread(hfd, lenb, 4, 60), 4);
+  close(hfd);
+  uint32_t last_len = evlog_ld32(lenb);
+  assert_true(last_len > EVLOG_FRAME_HDR && last_len < 200); /* append_n's records */
+  set_hint_last_len(hint, 0);
+  assert_snapshot(true, 35);
+  set_hint_last_len(hint, last_len + 1);
+  assert_snapshot(false, 35);
+  set_hint_last_len(hint, last_len);
+  assert_snapshot(true, 35);
 
   /* a damaged hint: ignored */
   flip_byte(hint, 20, 1);
