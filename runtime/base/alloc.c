@@ -14,13 +14,18 @@
 
 /* The fault-injection hook's state. Atomic (relaxed) because every thread allocates;
  * arming the hook itself is for single-threaded unit tests. */
-static _Atomic long fail_after = -1; /* < 0: never fail */
+/* < -1: the hook is off (never fail, nothing counted: the default, so that threads that
+ * allocate at the same time do not contend for the counter's cache line); -1: count only;
+ * >= 0: allocations left before the failures */
+static _Atomic long fail_after = -2;
 static _Atomic long alloc_count;
 
 static bool should_fail(void)
 {
-  atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
   long left = atomic_load_explicit(&fail_after, memory_order_relaxed);
+  if (left < -1)
+    return false;
+  atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed);
   if (left < 0)
     return false;
   if (left == 0)

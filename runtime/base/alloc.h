@@ -18,8 +18,9 @@ void zql_free(void *p);
 char *zql_strndup(const char *s, size_t n);
 
 /* Test hook: after `n` more successful allocations, every allocation fails until reset
- * with n < 0 (the default: never fail). Returns how many allocations were made since the
- * last call. Not thread-safe; for unit tests only. */
+ * with n < 0 (never fail). Returns how many allocations were made since the last call
+ * (counted from the first call on: until then the hook is off and counts nothing). Not
+ * thread-safe; for unit tests only. */
 long zql_alloc_fail_after(long n);
 
 #endif
