@@ -5,10 +5,10 @@
  * reduce, the commit's merges), and on a virtual machine a thread created or woken on an
  * idle virtual CPU can start milliseconds late -- the hypervisor first has to schedule that
  * CPU again (a map stage that assigned its chunks statically took 12 ms instead of 10 with
- * a worker 2 ms late; they are now tasks like the others, but in plans with topk or sample,
- * exec/run.c). Kept workers therefore spin for a while after their last task
- * (PHASE_SPIN_NS) and only then sleep, and a run wakes them ahead of its first phase
- * (zql_pool_warm), so its serial set-up (plan, log snapshot) covers their wake-up. A worker that spins finds the next phase's task at once
+ * a worker 2 ms late; every chunk is now a task, exec/run.c). Kept workers therefore spin
+ * for a while after their last task (PHASE_SPIN_NS) and only then sleep, and a run wakes
+ * them ahead of its first phase (zql_pool_warm), so its serial set-up (plan, log snapshot)
+ * covers their wake-up. A worker that spins finds the next phase's task at once
  * and keeps its CPU from going idle between phases; it yields in its loop, so that it never
  * takes a CPU from a thread with work. A worker out of tasks before the phase ends spins
  * until it ends (JOB_SPIN_NS at most): the workers' last tasks of a phase can end a few

@@ -521,24 +521,91 @@ static int map_task(void *arg, uint32_t chunk, uint32_t worker)
   return map_chunk(arg, chunk, worker);
 }
 
-/* Map task w of a split-dependent plan: chunks w, w + T, w + 2T, ... into worker state w,
- * whichever thread runs it. */
+/* The lanes of a split-dependent plan (topk, sample: their partial states depend on which
+ * events went into which state, and in what order). Lane l maps chunks l, l + T, l + 2T,
+ * ... in that order into worker state l, so that a given thread count always builds the
+ * same partial states. A lane is not a thread: each map task takes the next chunk of a lane
+ * no other thread holds (the one with the most chunks left), so a thread that a virtual
+ * machine starts 1 to 4 ms late finds its lane advanced by the others instead of all of it
+ * waiting (which ended the map stage that much later). */
+typedef struct lanes {
+  run_t *r;
+  pthread_mutex_t mu;
+  pthread_cond_t freed;
+  uint32_t *next;  /* [T]: the lane's next chunk (>= nchunks: done) */
+  bool *busy;      /* [T]: a thread maps one of its chunks */
+  uint32_t *last;  /* [T]: by pool worker, the lane it mapped last (T: none yet) */
+} lanes_t;
+
+/* Map task of a split-dependent plan: one chunk, of the lane picked as above. There are
+ * as many tasks as chunks and each takes one, so a task that finds every lane with chunks
+ * left busy waits only for a chunk in progress to end. */
 static int map_lane(void *arg, uint32_t task, uint32_t worker)
 {
-  run_t *r = arg;
-  (void)worker;
-  int rc = 0;
-  for (uint32_t c = task; c < r->nchunks && !rc; c += r->nw)
-    rc = map_chunk(r, c, task);
+  lanes_t *ln = arg;
+  run_t *r = ln->r;
+  (void)task;
+  uint32_t T = r->nw, lane = 0;
+  pthread_mutex_lock(&ln->mu);
+  for (;;) {
+    /* the lane this thread mapped last, unless another free one has more chunks left
+     * (a lane's groups stay in the cache of the CPU that maps it) */
+    uint32_t left = 0, mine = worker < T ? ln->last[worker] : T;
+    for (uint32_t l = 0; l < T; l++)
+      if (!ln->busy[l] && ln->next[l] < r->nchunks) {
+        uint32_t n = (r->nchunks - ln->next[l] + T - 1) / T;
+        if (n > left || (n == left && l == mine)) {
+          left = n;
+          lane = l;
+        }
+      }
+    if (left)
+      break;
+    pthread_cond_wait(&ln->freed, &ln->mu);
+  }
+  uint32_t chunk = ln->next[lane];
+  ln->next[lane] += T;
+  ln->busy[lane] = true;
+  if (worker < T)
+    ln->last[worker] = lane;
+  pthread_mutex_unlock(&ln->mu);
+  int rc = map_chunk(r, chunk, lane);
+  pthread_mutex_lock(&ln->mu);
+  ln->busy[lane] = false;
+  pthread_cond_broadcast(&ln->freed);
+  pthread_mutex_unlock(&ln->mu);
   return rc;
 }
 
 /* Every chunk of the range through map_task or map_lane (see the header). */
 static int map_all(run_t *r, unsigned threads)
 {
-  if (r->p->nondet)
-    return zql_pool_run(threads, r->nchunks ? threads : 0, map_lane, r);
-  return zql_pool_run(threads, r->nchunks, map_task, r);
+  if (!r->p->nondet || r->nw < 2)
+    return zql_pool_run(threads, r->nchunks, map_task, r);
+  lanes_t ln = {.r = r};
+  ln.next = zql_calloc(r->nw, sizeof *ln.next);
+  ln.busy = zql_calloc(r->nw, sizeof *ln.busy);
+  ln.last = zql_calloc(r->nw, sizeof *ln.last);
+  if (!ln.next || !ln.busy || !ln.last) {
+    zql_free(ln.next);
+    zql_free(ln.busy);
+    zql_free(ln.last);
+    run_fail(r, ZQL_E_NOMEM, "out of memory");
+    return ZQL_E_NOMEM;
+  }
+  for (uint32_t l = 0; l < r->nw; l++) {
+    ln.next[l] = l;
+    ln.last[l] = r->nw;
+  }
+  pthread_mutex_init(&ln.mu, NULL);
+  pthread_cond_init(&ln.freed, NULL);
+  int rc = zql_pool_run(threads, r->nchunks, map_lane, &ln);
+  pthread_cond_destroy(&ln.freed);
+  pthread_mutex_destroy(&ln.mu);
+  zql_free(ln.next);
+  zql_free(ln.busy);
+  zql_free(ln.last);
+  return rc;
 }
 
 static int map_chunk(run_t *r, uint32_t chunk, uint32_t worker)
