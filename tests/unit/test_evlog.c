@@ -991,6 +991,16 @@ static void test_split(void **state)
     int64_t size = bounds[i + 1] - bounds[i]; /* records are equal-sized here */
     assert_true(size >= 125 - 10 && size <= 125 + 10);
   }
+  /* each chunk starts at a sparse entry (every 8th record of its segment, counted from
+   * the segment's first): a cursor opened there reads no record before it */
+  for (int i = 1; i < k; i++) {
+    const zql_evlog_seginfo_t *si = NULL;
+    for (size_t g = 0; (si = zql_evlog_reader_segment(r, g)) != NULL; g++)
+      if (bounds[i] + 1 >= si->first_seq && bounds[i] + 1 <= si->last_seq)
+        break;
+    assert_non_null(si);
+    assert_int_equal((bounds[i] + 1 - si->first_seq) % 8, 0);
+  }
   k = zql_evlog_split(r, 100, 110, 4, bounds, NULL);
   assert_true(k >= 1 && k <= 4);
   assert_int_equal(bounds[0], 100);
