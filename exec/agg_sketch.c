@@ -2013,14 +2013,32 @@ const zql_aggdef_t zql_agg_tdigest = {
 
 #define TK_KMAX 100000
 #define TK_NONE UINT32_MAX
+/* Encodings up to this long are kept in their entry (most values a topk counts: names,
+ * paths, ids), longer ones in an allocated copy: a state's entries then cost no allocation
+ * each when they are counted, loaded, merged and freed. */
+#define TK_INLINE 40
 
 typedef struct tk_item {
-  uint8_t *key;  /* owned copy of the encoding */
+  union {
+    uint8_t *p;            /* len > TK_INLINE: an owned copy of the encoding */
+    uint8_t in[TK_INLINE]; /* len <= TK_INLINE: the encoding */
+  } key;
   uint64_t hash; /* zql_hash_bytes(key) */
   double count;  /* Space-Saving count (an overestimate after evictions) */
   uint32_t len;
   uint32_t hpos; /* position in heap */
 } tk_item_t;
+
+static inline const uint8_t *tk_key(const tk_item_t *e)
+{
+  return e->len <= TK_INLINE ? e->key.in : e->key.p;
+}
+
+static void tk_key_free(tk_item_t *e, zql_aggctx_t *ctx)
+{
+  if (e->len > TK_INLINE)
+    heap_free(ctx, e->key.p, e->len);
+}
 
 typedef struct tk {
   int64_t k;
@@ -2028,6 +2046,7 @@ typedef struct tk {
   uint32_t n;        /* entries in use */
   uint32_t icap;     /* allocated entries (grows to cap) */
   uint32_t tcap;     /* slots of tab: a power of two >= 2 icap */
+  /* items, heap and tab are one allocation (tk_block bytes), at items */
   uint8_t nonint;    /* some weight was not integral: counts are output as doubles */
   uint8_t ordered;   /* items are in output order (a merge's result, a loaded state): the
                         final and the save need not sort them; any count clears it */
@@ -2043,7 +2062,7 @@ static bool tk_before(const tk_t *t, uint32_t a, uint32_t b)
   const tk_item_t *x = &t->items[a], *y = &t->items[b];
   if (x->count != y->count)
     return x->count < y->count;
-  return key_cmp(x->key, x->len, y->key, y->len) > 0;
+  return key_cmp(tk_key(x), x->len, tk_key(y), y->len) > 0;
 }
 
 static void tk_swap(tk_t *t, uint32_t i, uint32_t j)
@@ -2081,7 +2100,7 @@ static uint32_t tk_find(const tk_t *t, const uint8_t *key, uint32_t len, uint64_
   uint32_t mask = t->tcap - 1;
   for (uint32_t i = (uint32_t)hash & mask; t->tab[i]; i = (i + 1) & mask) {
     const tk_item_t *e = &t->items[t->tab[i] - 1];
-    if (e->hash == hash && e->len == len && memcmp(e->key, key, len) == 0)
+    if (e->hash == hash && e->len == len && memcmp(tk_key(e), key, len) == 0)
       return t->tab[i] - 1;
   }
   return TK_NONE;
@@ -2123,11 +2142,15 @@ static void tk_init(void *st, const zql_aggparams_t *p)
     t->cap = (uint32_t)(3 * p->n);
 }
 
+/* The bytes of the arrays of icap entries and tcap slots. */
+static size_t tk_block(uint32_t icap, uint32_t tcap)
+{
+  return (size_t)icap * (sizeof(tk_item_t) + sizeof(uint32_t)) + (size_t)tcap * sizeof(uint32_t);
+}
+
 static void tk_free_arrays(tk_t *t, zql_aggctx_t *ctx)
 {
-  heap_free(ctx, t->items, (size_t)t->icap * sizeof *t->items);
-  heap_free(ctx, t->heap, (size_t)t->icap * sizeof *t->heap);
-  heap_free(ctx, t->tab, (size_t)t->tcap * sizeof *t->tab);
+  heap_free(ctx, t->items, tk_block(t->icap, t->tcap));
   t->items = NULL;
   t->heap = t->tab = NULL;
   t->icap = t->tcap = 0;
@@ -2137,7 +2160,7 @@ static void tk_destroy(void *st, zql_aggctx_t *ctx)
 {
   tk_t *t = st;
   for (uint32_t i = 0; i < t->n; i++)
-    heap_free(ctx, t->items[i].key, t->items[i].len);
+    tk_key_free(&t->items[i], ctx);
   t->n = 0;
   tk_free_arrays(t, ctx);
 }
@@ -2149,15 +2172,11 @@ static int tk_realloc(tk_t *t, uint32_t icap, zql_aggctx_t *ctx)
   uint32_t tcap = 16;
   while (tcap < 2 * icap)
     tcap *= 2;
-  tk_item_t *items = heap_alloc(ctx, (size_t)icap * sizeof *items);
-  uint32_t *hp = heap_alloc(ctx, (size_t)icap * sizeof *hp);
-  uint32_t *tab = heap_calloc(ctx, tcap, sizeof *tab);
-  if (!items || !hp || !tab) {
-    heap_free(ctx, items, (size_t)icap * sizeof *items);
-    heap_free(ctx, hp, (size_t)icap * sizeof *hp);
-    heap_free(ctx, tab, (size_t)tcap * sizeof *tab);
+  tk_item_t *items = heap_alloc(ctx, tk_block(icap, tcap));
+  if (!items)
     return ZQL_E_NOMEM;
-  }
+  uint32_t *hp = (uint32_t *)(items + icap), *tab = hp + icap;
+  memset(tab, 0, (size_t)tcap * sizeof *tab);
   if (t->n) {
     memcpy(items, t->items, (size_t)t->n * sizeof *items);
     memcpy(hp, t->heap, (size_t)t->n * sizeof *hp);
@@ -2180,10 +2199,12 @@ static int tk_count(tk_t *t, const uint8_t *key, uint32_t len, uint64_t hash, do
 {
   uint32_t i = tk_find(t, key, len, hash);
   if (i == TK_NONE) {
-    uint8_t *copy = heap_alloc(ctx, len);
-    if (!copy)
-      return ZQL_E_NOMEM;
-    memcpy(copy, key, len);
+    uint8_t *copy = NULL;
+    if (len > TK_INLINE) {
+      if (!(copy = heap_alloc(ctx, len)))
+        return ZQL_E_NOMEM;
+      memcpy(copy, key, len);
+    }
     if (t->n < t->cap) {
       if (t->n == t->icap) {
         uint32_t ncap = t->icap ? 2 * t->icap : 8;
@@ -2201,9 +2222,12 @@ static int tk_count(tk_t *t, const uint8_t *key, uint32_t len, uint64_t hash, do
     } else {
       i = t->heap[0];
       tk_tab_del(t, i);
-      heap_free(ctx, t->items[i].key, t->items[i].len);
+      tk_key_free(&t->items[i], ctx);
     }
-    t->items[i].key = copy;
+    if (copy)
+      t->items[i].key.p = copy;
+    else
+      memcpy(t->items[i].key.in, key, len);
     t->items[i].len = len;
     t->items[i].hash = hash;
     tk_tab_put(t, i);
@@ -2266,7 +2290,8 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
   if (!d->cap || !s->n)
     return 0;
   size_t total = (size_t)d->n + s->n, m = 0;
-  tk_cand_t *c = heap_alloc(ctx, total * sizeof *c);
+  tk_cand_t small[64]; /* topk(e, k <= 10): 60 candidates at most */
+  tk_cand_t *c = total <= 64 ? small : heap_alloc(ctx, total * sizeof *c);
   if (!c)
     return ZQL_E_NOMEM;
   /* A value absent from a full summary may have occurred there up to its smallest count
@@ -2277,22 +2302,26 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
   double smin = s->n == s->cap && s->n ? s->items[s->heap[0]].count : 0;
   for (uint32_t i = 0; i < d->n; i++) {
     const tk_item_t *e = &d->items[i];
-    uint32_t j = tk_find(s, e->key, e->len, e->hash);
-    c[m++] = (tk_cand_t){e->key, e->hash, e->count + (j == TK_NONE ? smin : s->items[j].count),
+    uint32_t j = tk_find(s, tk_key(e), e->len, e->hash);
+    c[m++] = (tk_cand_t){tk_key(e), e->hash, e->count + (j == TK_NONE ? smin : s->items[j].count),
                          e->len, i};
   }
   for (uint32_t j = 0; j < s->n; j++) {
     const tk_item_t *e = &s->items[j];
-    if (tk_find(d, e->key, e->len, e->hash) == TK_NONE)
-      c[m++] = (tk_cand_t){e->key, e->hash, e->count + dmin, e->len, TK_NONE};
+    if (tk_find(d, tk_key(e), e->len, e->hash) == TK_NONE)
+      c[m++] = (tk_cand_t){tk_key(e), e->hash, e->count + dmin, e->len, TK_NONE};
   }
   qsort(c, m, sizeof *c, tk_cand_cmp);
   uint32_t keep = m < d->cap ? (uint32_t)m : d->cap;
-  /* new copies of the kept src-only keys first: all or nothing */
-  uint8_t **copies = heap_calloc(ctx, keep + 1, sizeof *copies);
-  bool ok = copies != NULL;
+  /* new copies of the kept src-only keys too long for their entry first: all or nothing */
+  uint8_t **copies = NULL;
+  bool ok = true;
   for (uint32_t i = 0; ok && i < keep; i++)
-    if (c[i].from == TK_NONE) {
+    if (c[i].from == TK_NONE && c[i].len > TK_INLINE) {
+      if (!copies && !(copies = heap_calloc(ctx, keep + 1, sizeof *copies))) {
+        ok = false;
+        break;
+      }
       copies[i] = heap_alloc(ctx, c[i].len);
       ok = copies[i] != NULL;
       if (ok)
@@ -2309,19 +2338,25 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
       if (copies[i])
         heap_free(ctx, copies[i], c[i].len);
     heap_free(ctx, copies, (size_t)(keep + 1) * sizeof *copies);
-    heap_free(ctx, c, total * sizeof *c);
+    if (c != small)
+      heap_free(ctx, c, total * sizeof *c);
     return ZQL_E_NOMEM;
   }
   for (uint32_t i = 0; i < keep; i++) {
     tk_item_t *e = &nt.items[i];
-    e->key = c[i].from == TK_NONE ? copies[i] : d->items[c[i].from].key;
+    if (c[i].from != TK_NONE)
+      e->key = d->items[c[i].from].key; /* moved: d's arrays are freed below, not its keys */
+    else if (c[i].len > TK_INLINE)
+      e->key.p = copies[i];
+    else
+      memcpy(e->key.in, c[i].key, c[i].len);
     e->len = c[i].len;
     e->hash = c[i].hash;
     e->count = c[i].count;
   }
   for (size_t i = keep; i < m; i++)
     if (c[i].from != TK_NONE)
-      heap_free(ctx, d->items[c[i].from].key, c[i].len);
+      tk_key_free(&d->items[c[i].from], ctx);
   /* descending order reversed is a valid min-heap (every parent precedes its children) */
   nt.n = keep;
   for (uint32_t i = 0; i < keep; i++) {
@@ -2334,7 +2369,8 @@ static int tk_merge(void *dst, const void *src, zql_aggctx_t *ctx)
   tk_free_arrays(d, ctx);
   *d = nt;
   heap_free(ctx, copies, (size_t)(keep + 1) * sizeof *copies);
-  heap_free(ctx, c, total * sizeof *c);
+  if (c != small)
+    heap_free(ctx, c, total * sizeof *c);
   return 0;
 }
 
@@ -2343,7 +2379,7 @@ static int tk_item_cmp(const void *a, const void *b)
   const tk_item_t *x = *(tk_item_t *const *)a, *y = *(tk_item_t *const *)b;
   if (x->count != y->count)
     return x->count > y->count ? -1 : 1;
-  return key_cmp(x->key, x->len, y->key, y->len);
+  return key_cmp(tk_key(x), x->len, tk_key(y), y->len);
 }
 
 /* The entries in output order, in an array of m pointers (from the arena or heap). */
@@ -2376,7 +2412,7 @@ static int tk_final(const void *st, const zql_aggparams_t *p, zql_arena_t *arena
     char buf[16];
     const char *key;
     size_t klen = bson_uint32_to_string(i, &key, buf, sizeof buf);
-    const uint8_t *cur = v[i]->key;
+    const uint8_t *cur = tk_key(v[i]);
     zql_val_t x;
     bson_t d;
     if (!zql_val_decode(&cur, cur + v[i]->len, arena, &x)) {
@@ -2421,7 +2457,7 @@ static int tk_save(const void *st, bson_t *out)
   for (uint32_t i = 0; i < t->n; i++) {
     f64_put(b + o, v[i]->count);
     le32_put(b + o + 8, v[i]->len);
-    memcpy(b + o + 12, v[i]->key, v[i]->len);
+    memcpy(b + o + 12, tk_key(v[i]), v[i]->len);
     o += 12 + (size_t)v[i]->len;
   }
   bool ok = BSON_APPEND_BOOL(out, "int", !t->nonint) && save_bin(out, "items", b, o);

@@ -486,6 +486,72 @@ static void test_laws_topk(void **state)
   assert_int_equal(ctx.heap, 0);
 }
 
+/* topk keeps value encodings of up to 40 bytes in its entries and longer ones in copies of
+ * their own: the same rows of strings that differ only by a 60-byte prefix give the same
+ * counts in the same order, through evictions, merges (both ways), a save and a load, and
+ * more counting after it; no byte is left allocated. */
+static void test_topk_long_values(void **state)
+{
+  zql_aggctx_t ctx = {0, 0};
+  zql_aggparams_t p = params(4); /* 12 entries for 40 distinct values: evictions */
+  enum { N = 3000, D = 40 };
+  static char text[2][D][96];
+  zql_val_t *v[2];
+  for (int w = 0; w < 2; w++) {
+    v[w] = malloc(N * sizeof *v[w]);
+    assert_non_null(v[w]);
+    for (int d = 0; d < D; d++)
+      snprintf(text[w][d], sizeof text[w][d], "%s%02d",
+               w ? "a 60-byte prefix that no entry of a topk state can hold ....." : "", d);
+  }
+  uint64_t seed = 46;
+  for (size_t i = 0; i < N; i++) {
+    /* a skewed draw: small values far more often */
+    uint64_t r = rng_next(&seed) % 1000, d = r * r / (1000 * 1000 / D);
+    for (int w = 0; w < 2; w++)
+      v[w][i] = zql_val_str(text[w][d], (uint32_t)strlen(text[w][d]));
+  }
+  char *f[2][3];
+  for (int w = 0; w < 2; w++) {
+    void *a = build(&zql_agg_topk, &p, v[w], 1700, &ctx);
+    void *b = build(&zql_agg_topk, &p, v[w] + 1700, N - 1700, &ctx);
+    void *a2 = build(&zql_agg_topk, &p, v[w], 1700, &ctx);
+    void *b2 = build(&zql_agg_topk, &p, v[w] + 1700, N - 1700, &ctx);
+    assert_int_equal(zql_agg_topk.merge(a, b, &ctx), 0);
+    assert_int_equal(zql_agg_topk.merge(b2, a2, &ctx), 0);
+    f[w][0] = final_text(&zql_agg_topk, a, &p);
+    f[w][1] = final_text(&zql_agg_topk, b2, &p);
+    void *ld = reloaded(&zql_agg_topk, a, &ctx);
+    add_vals(&zql_agg_topk, ld, v[w], 900, &ctx);
+    f[w][2] = final_text(&zql_agg_topk, ld, &p);
+    st_free(&zql_agg_topk, ld, &ctx);
+    st_free(&zql_agg_topk, a, &ctx);
+    st_free(&zql_agg_topk, b, &ctx);
+    st_free(&zql_agg_topk, a2, &ctx);
+    st_free(&zql_agg_topk, b2, &ctx);
+    free(v[w]);
+  }
+  for (int k = 0; k < 3; k++) {
+    /* the long values' final with their prefix removed is the short values' final */
+    zql_strbuf_t sb = ZQL_STRBUF_INIT;
+    const char *pre = "a 60-byte prefix that no entry of a topk state can hold .....";
+    for (const char *s = f[1][k]; *s;) {
+      if (strncmp(s, pre, strlen(pre)) == 0)
+        s += strlen(pre);
+      else
+        zql_strbuf_addc(&sb, *s++);
+    }
+    assert_string_equal(sb.buf, f[0][k]);
+    assert_true(strstr(f[0][k], "\"count\":") != NULL);
+    zql_strbuf_release(&sb);
+  }
+  assert_string_equal(f[0][0], f[0][1]); /* merge(a, b) and merge(b, a) */
+  for (int w = 0; w < 2; w++)
+    for (int k = 0; k < 3; k++)
+      free(f[w][k]);
+  assert_int_equal(ctx.heap, 0);
+}
+
 static void test_mismatch(void **state)
 {
   zql_aggctx_t ctx = {0, 0};
@@ -1665,7 +1731,8 @@ int zql_unit_agg_sketch(void)
       ZQL_UNIT_TEST(test_empty_finals),     ZQL_UNIT_TEST(test_nulls_skipped),
       ZQL_UNIT_TEST(test_laws_distinct_count), ZQL_UNIT_TEST(test_laws_hll),
       ZQL_UNIT_TEST(test_laws_quantile),    ZQL_UNIT_TEST(test_laws_theta),
-      ZQL_UNIT_TEST(test_laws_topk),        ZQL_UNIT_TEST(test_mismatch),
+      ZQL_UNIT_TEST(test_laws_topk),        ZQL_UNIT_TEST(test_topk_long_values),
+      ZQL_UNIT_TEST(test_mismatch),
       ZQL_UNIT_TEST(test_invalid_params),   ZQL_UNIT_TEST(test_hll_sparse),
       ZQL_UNIT_TEST(test_hll_downgrade),    ZQL_UNIT_TEST(test_hll_error),
       ZQL_UNIT_TEST(test_distinct_count),   ZQL_UNIT_TEST(test_distinct_count_loaded_base),
