@@ -2046,11 +2046,10 @@ typedef struct tk {
   uint32_t n;        /* entries in use */
   uint32_t icap;     /* allocated entries (grows to cap) */
   uint32_t tcap;     /* slots of tab: a power of two >= 2 icap */
-  /* items, heap and tab are one allocation (tk_block bytes), at items */
   uint8_t nonint;    /* some weight was not integral: counts are output as doubles */
   uint8_t ordered;   /* items are in output order (a merge's result, a loaded state): the
                         final and the save need not sort them; any count clears it */
-  tk_item_t *items;
+  tk_item_t *items;  /* items, heap and tab: one allocation of tk_block bytes, at items */
   uint32_t *heap;    /* entry indices, a binary min-heap: the eviction victim on top */
   uint32_t *tab;     /* entry index + 1 by hash, linear probing; 0 = empty */
 } tk_t;
