@@ -99,7 +99,8 @@ ok 'and names the bad element and why' grep -q '"index": *1.*context' mixed.body
 DL=$(ls d/deadletter/*.ndjson 2>/dev/null)
 ok 'one dead-letter file named by the UTC date' \
   test "$DL" = "d/deadletter/$(date -u +%Y-%m-%d).ndjson"
-wait_for 5 test "$(cat "$DL" 2>/dev/null | wc -l)" -ge 10
+dead_letters() { [ "$(cat "$DL" 2>/dev/null | wc -l)" -ge "$1" ]; } # re-read at each try
+wait_for 5 dead_letters 10
 ok 'ten dead letters' test "$(wc -l <"$DL")" -eq 10
 "$PY" - "$DL" >dl.txt <<'EOF'
 import sys
