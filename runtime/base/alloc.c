@@ -13,10 +13,10 @@
 #include "runtime/base/alloc.h"
 
 /* The fault-injection hook's state. Atomic (relaxed) because every thread allocates;
- * arming the hook itself is for single-threaded unit tests. */
-/* < -1: the hook is off (never fail, nothing counted: the default, so that threads that
- * allocate at the same time do not contend for the counter's cache line); -1: count only;
- * >= 0: allocations left before the failures */
+ * arming the hook itself is for single-threaded unit tests. fail_after < -1: the hook is
+ * off (never fail, count nothing: the default, so that threads allocating at the same time
+ * do not pass the counter's cache line back and forth); -1: count only; >= 0: allocations
+ * left before every one fails. */
 static _Atomic long fail_after = -2;
 static _Atomic long alloc_count;
 
