@@ -403,7 +403,19 @@ static int load_entry(zql_store_txn_t *t, const char *name, zql_catentry_t *e, b
 typedef struct listctx {
   zql_store_txn_t *t;
   int rows;
+  int width; /* of the name column: the longest name, at least 24 */
 } listctx_t;
+
+/* The first pass over the catalog: the name column's width. */
+static int width_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
+{
+  listctx_t *l = arg;
+  (void)id;
+  (void)doc;
+  if (idlen > (size_t)l->width && idlen < 300)
+    l->width = (int)idlen;
+  return 0;
+}
 
 static int list_visit(void *arg, const void *id, size_t idlen, const bson_t *doc)
 {
@@ -432,10 +444,10 @@ static int list_visit(void *arg, const void *id, size_t idlen, const bson_t *doc
   uint64_t docs = 0;
   zql_store_count(l->t, into, &docs, NULL);
   if (l->rows++ == 0)
-    printf("%-24s %-8s %7s %12s %6s %10s  %s\n", "name", "mode", "version", "last _seq",
-           "runs", "documents", "into");
-  printf("%-24s %-8s %7" PRId32 " %12" PRId64 " %6" PRId64 " %10" PRIu64 "  %s\n", name, mode,
-         version, seq, run, docs, into);
+    printf("%-*s %-8s %7s %12s %6s %10s  %s\n", l->width, "name", "mode", "version",
+           "last _seq", "runs", "documents", "into");
+  printf("%-*s %-8s %7" PRId32 " %12" PRId64 " %6" PRId64 " %10" PRIu64 "  %s\n", l->width, name,
+         mode, version, seq, run, docs, into);
   return 0;
 }
 
@@ -444,9 +456,11 @@ static int cmd_list(const zql_cli_t *cli, zql_store_t *s)
   zql_store_txn_t *t;
   zql_strbuf_t err = ZQL_STRBUF_INIT;
   int rc = zql_store_begin(s, false, &t, &err);
-  listctx_t l = {t, 0};
+  listctx_t l = {t, 0, 24};
   if (!rc) {
-    rc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, list_visit, &l, &err);
+    rc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, width_visit, &l, &err);
+    if (!rc)
+      rc = zql_store_scan(t, ZQL_CAT_COLL, NULL, 0, NULL, 0, list_visit, &l, &err);
     zql_store_abort(t);
   }
   if (!rc && l.rows == 0 && cli->verbosity >= 0)

@@ -106,6 +106,17 @@ ok 'and no run was recorded' test "$(wc -l <"$TEST_TMP/stdout")" -eq 2
 expect_exit 0 'agg list' "$ZQL" --data "$D" agg list
 stdout_matches 'lists mode, last _seq, runs and documents' \
   '^recent_upsert +upsert +1 +6 +2 +3 +zagg\.recent_upsert$'
+# the name column is as wide as the longest name
+cat >"$TEST_TMP/names.zql" <<'EOF'
+aggregate a_name_longer_than_twenty_four_characters from event compute n = count();
+aggregate short from event compute n = count() mode merge;
+EOF
+expect_exit 0 'agg add: a 41-character name' "$ZQL" --data "$TEST_TMP/names" agg add "$TEST_TMP/names.zql"
+run "$ZQL" --data "$TEST_TMP/names" agg list
+ok "agg list: every row's mode is in the header's mode column" awk '
+  NR == 1 { c = index($0, " mode ") + 1; next }
+  substr($0, c, length($2) + 1) != $2 " " { bad = 1 }
+  END { exit bad || NR != 3 }' "$TEST_TMP/stdout"
 
 # ==== late events under each policy (R13) ====
 # lateness 1h: a day bucket is closed once an earlier run saw an event 1h past its end
