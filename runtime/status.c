@@ -268,6 +268,34 @@ static bool sub(const bson_t *d, const char *key, bson_t *out)
   return bson_init_static(out, p, l);
 }
 
+/* The aggregate document the iterator is at (an element of "aggregates"), in *d. */
+static bool agg_entry(const bson_iter_t *it, bson_t *d)
+{
+  uint32_t l;
+  const uint8_t *p;
+  if (!BSON_ITER_HOLDS_DOCUMENT(it))
+    return false;
+  bson_iter_document(it, &l, &p);
+  return bson_init_static(d, p, l);
+}
+
+static const char *agg_name(const bson_t *d)
+{
+  const char *n = get_str(d, "name");
+  return n ? n : "?";
+}
+
+/* Its schedule as written after `schedule`, or "on demand". */
+static const char *agg_sched(const bson_t *d)
+{
+  const char *s = get_str(d, "schedule");
+  if (!s)
+    s = get_str(d, "schedule_clause");
+  if (s && strncmp(s, "schedule ", 9) == 0)
+    s += 9;
+  return s ? s : "on demand";
+}
+
 static double get_num(const bson_t *d, const char *key)
 {
   bson_iter_t it;
@@ -307,29 +335,27 @@ void zql_status_print(const bson_t *st, FILE *f)
   }
   if (!sub(st, "aggregates", &aggs))
     return;
-  fprintf(f, "%-24s %-22s %12s %10s  %s\n", "aggregate", "schedule", "watermark", "lag",
-          "last run");
+  /* the name and schedule columns are as wide as their longest entry (24, 22 at least) */
+  int nw = 24, sw = 22;
   bson_iter_t it;
+  bson_t d, lr;
+  if (bson_iter_init(&it, &aggs))
+    while (bson_iter_next(&it))
+      if (agg_entry(&it, &d)) {
+        int n = (int)strlen(agg_name(&d)), s = (int)strlen(agg_sched(&d));
+        nw = n > nw && n < 256 ? n : nw;
+        sw = s > sw && s < 256 ? s : sw;
+      }
+  fprintf(f, "%-*s %-*s %12s %10s  %s\n", nw, "aggregate", sw, "schedule", "watermark", "lag",
+          "last run");
   if (!bson_iter_init(&it, &aggs))
     return;
   while (bson_iter_next(&it)) {
-    if (!BSON_ITER_HOLDS_DOCUMENT(&it))
+    if (!agg_entry(&it, &d))
       continue;
-    uint32_t l;
-    const uint8_t *p;
-    bson_iter_document(&it, &l, &p);
-    bson_t d, lr;
-    if (!bson_init_static(&d, p, l))
-      continue;
-    const char *sched = get_str(&d, "schedule");
-    if (!sched)
-      sched = get_str(&d, "schedule_clause");
-    if (sched && strncmp(sched, "schedule ", 9) == 0)
-      sched += 9;
     fmt_count(a, sizeof a, get_int(&d, "watermark", 0));
     fmt_count(b, sizeof b, get_int(&d, "lag", 0));
-    fprintf(f, "%-24s %-22s %12s %10s  ", get_str(&d, "name") ? get_str(&d, "name") : "?",
-            sched ? sched : "on demand", a, b);
+    fprintf(f, "%-*s %-*s %12s %10s  ", nw, agg_name(&d), sw, agg_sched(&d), a, b);
     if (sub(&d, "last_run", &lr)) {
       const char *le = get_str(&lr, "error");
       fprintf(f, "#%" PRId64 " %s %s, %.3f s", get_int(&lr, "run", 0),

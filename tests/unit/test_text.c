@@ -1,7 +1,8 @@
 /*
  * test_text.c -- unit tests of the small text helpers of layer 0: the edit distance used
  * for "did you mean" hints (runtime/base/strdist.c) and the regex complexity guard that
- * runs before every regcomp (runtime/base/regex_guard.c).
+ * runs before every regcomp (runtime/base/regex_guard.c); and the columns of `zql status`'s
+ * text (runtime/status.c), which stay in line whatever the names and schedules.
  */
 #include "runtime/base/zql_common.h"
 
@@ -12,6 +13,7 @@
 #include "runtime/base/regex_guard.h"
 #include "runtime/base/strdist.h"
 #include "runtime/cli.h"
+#include "runtime/status.h"
 
 static void test_edit_distance(void **state)
 {
@@ -107,12 +109,55 @@ static void test_parse_retain(void **state)
   expect_retain("99999999999TB", -1, 0, 0);
 }
 
+/* `zql status`: a name and a schedule longer than their columns' 24 and 22 characters
+ * widen them; every row's last run starts under the header's "last run". */
+static void test_status_columns(void **state)
+{
+  bson_t *st = BCON_NEW(
+      "aggregates", "[",
+      "{", "name", BCON_UTF8("an_aggregate_with_a_rather_long_name"), "schedule",
+      BCON_UTF8("schedule every 1h"), "watermark", BCON_INT64(1234567), "lag", BCON_INT64(0),
+      "last_run", "{", "run", BCON_INT64(7), "kind", BCON_UTF8("incremental"), "status",
+      BCON_UTF8("committed"), "seconds", BCON_DOUBLE(0.012), "}", "}",
+      "{", "name", BCON_UTF8("b"), "schedule_clause",
+      BCON_UTF8("schedule on event type == \"a rather long type\""), "watermark", BCON_INT64(5),
+      "lag", BCON_INT64(2), "}",
+      "{", "name", BCON_UTF8("c"), "watermark", BCON_INT64(0), "lag", BCON_INT64(0), "}",
+      "]");
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  assert_non_null(f);
+  zql_status_print(st, f);
+  fclose(f);
+  bson_destroy(st);
+  const char *hdr = strstr(out, "aggregate ");
+  assert_non_null(hdr);
+  const char *lr = strstr(hdr, "last run");
+  assert_non_null(lr);
+  size_t col = (size_t)(lr - hdr);
+  int rows = 0;
+  for (const char *l = strchr(hdr, '\n'); l && l[1]; l = strchr(l + 1, '\n')) {
+    const char *row = l + 1, *end = strchr(row, '\n');
+    assert_true((size_t)((end ? end : row + strlen(row)) - row) > col);
+    if (row[col] != '#' && strncmp(row + col, "never", 5) != 0)
+      fail_msg("row %d's last run is not under the header's:\n%s", rows + 1, out);
+    assert_true(row[col - 1] == ' ');
+    rows++;
+  }
+  assert_int_equal(rows, 3);
+  assert_non_null(strstr(out, "on event type == \"a rather long type\""));
+  assert_non_null(strstr(out, "on demand"));
+  free(out);
+}
+
 int zql_unit_text(void)
 {
   const struct CMUnitTest tests[] = {
       ZQL_UNIT_TEST(test_edit_distance),
       ZQL_UNIT_TEST(test_regex_guard),
       ZQL_UNIT_TEST(test_parse_retain),
+      ZQL_UNIT_TEST(test_status_columns),
   };
   return cmocka_run_group_tests_name("text", tests, NULL, NULL);
 }
